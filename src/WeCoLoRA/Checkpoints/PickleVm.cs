@@ -69,6 +69,9 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
         "torch.ByteStorage", "torch.BoolStorage", "torch.UntypedStorage",
     ];
 
+    /// <summary>Largest element count a view may have when it is bigger than its storage (stride-0 expansion).</summary>
+    internal const long MaxExpandedElements = 1L << 26;
+
     private readonly List<object?> _stack = [];
     private readonly List<int> _marks = [];
     private readonly Dictionary<long, object?> _memo = [];
@@ -219,6 +222,10 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
                 if (size[i] > 0) last = checked(last + (size[i] - 1) * stride[i]);
             }
             bool inside = numel == 0 ? offset <= storage.Numel : last < storage.Numel;
+            // Stride-0 (expanded) views can describe far more elements than their storage holds; materializing one
+            // copies it, so cap that growth instead of letting a small file demand terabytes.
+            if (numel > storage.Numel && numel > MaxExpandedElements)
+                throw Fail(at, $"expanded tensor of size [{string.Join(", ", size)}] would need {numel} elements from storage '{storage.Key}' of {storage.Numel}; over the {MaxExpandedElements}-element limit for expanded views, save a contiguous copy instead");
             if (!inside)
                 throw Fail(at, $"tensor of size [{string.Join(", ", size)}] stride [{string.Join(", ", stride)}] offset {offset} reaches past storage '{storage.Key}' of {storage.Numel} elements; the file is corrupt");
         }

@@ -141,15 +141,20 @@ public static class TorchPickle
                 throw Refused(path, ir.Global, $"entry '{wk}'", "save model.state_dict() rather than the model object");
             if (inner is PyDict id && IsTensorDict(id)) return ToList(id, path, wk + ".");
         }
+        // Values that are all foreign objects: most likely a state dict whose values were built by refused code.
+        if (d.Items.All(kv => kv.Value is RefusedObject))
+            return ToList(d, path, "");
         string keys = string.Join(", ", d.Items.Take(12).Select(kv => kv.Key is string s ? $"'{s}'" : PickleVm.Describe(kv.Key)));
         throw new CheckpointException($"'{path}': top-level dict ({keys}) is neither a dict of tensors nor has a 'model', 'state_dict' or 'module' entry holding one; extract the state dict and re-save it");
     }
 
-    /// <summary>A dict whose values are all tensors, or inert refused objects standing where tensors would be (refused later, by name).</summary>
+    /// <summary>
+    /// Empty, or holding tensors and otherwise only inert refused objects standing where tensors would be
+    /// (those are then refused by name rather than skipped).
+    /// </summary>
     private static bool IsTensorDict(PyDict d) =>
-        d.Items.Any(kv => kv.Value is LazyTensor) && d.Items.All(kv => kv.Value is LazyTensor or RefusedObject)
-        || d.Items.Count > 0 && d.Items.All(kv => kv.Value is RefusedObject)
-        || d.Items.Count == 0;
+        d.Items.Count == 0
+        || d.Items.Any(kv => kv.Value is LazyTensor) && d.Items.All(kv => kv.Value is LazyTensor or RefusedObject);
 
     private static List<(string, LazyTensor)> ToList(PyDict d, string path, string where)
     {

@@ -294,6 +294,7 @@ public sealed class CheckpointsTests : IDisposable
             Assert.Equal(new double[] { 5, 6, 9, 10 }, Values(sd["slice"]));
             Assert.Equal(new long[] { 4, 3 }, sd["transposed"].shape);
             Assert.Equal(new long[] { 3, 1 }, sd["transposed"].stride());
+            Assert.Equal(new long[] { 3, 1 }, sd["expanded"].stride()); // materialized, no longer stride 0
         }
         finally { DisposeAll(sd); }
     }
@@ -361,6 +362,16 @@ public sealed class CheckpointsTests : IDisposable
         var ex = LoadFails(MakeZip("op.pth", ("a/data.pkl", [0x80, 0x02, 0x7d, 0xff]), ("a/version", "3\n"u8.ToArray())));
         Assert.Contains("offset 3", ex.Message);
         Assert.Contains("0xff", ex.Message);
+    }
+
+    [Fact]
+    public void TorchPickle_PickledModelUnderModelKey_RefusedByName()
+    {
+        // {"model": __main__.Net()} as torch.save(model) inside a dict would write it (protocol 2).
+        byte[] pkl = [0x80, 0x02, (byte)'}', 0x8c, 5, .. "model"u8, (byte)'c', .. "__main__\nNet\n"u8, (byte)')', 0x81, (byte)'}', (byte)'b', (byte)'s', (byte)'.'];
+        var ex = LoadFails(MakeZip("model.pth", ("a/data.pkl", pkl)));
+        Assert.Contains("refusing pickle global '__main__.Net'", ex.Message);
+        Assert.Contains("entry 'model'", ex.Message);
     }
 
     [Fact]

@@ -129,7 +129,9 @@ def main():
 
     # Views sharing one storage: a transpose (non-contiguous), a slice with an offset, and the base.
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
-    views = {"base": base, "transposed": base.t(), "slice": base[1:, 1:3]}
+    # "expanded" has stride 0: its storage holds 3 elements for a 4x3 tensor.
+    views = {"base": base, "transposed": base.t(), "slice": base[1:, 1:3],
+             "expanded": torch.tensor([[1.0, 2.0, 3.0]]).expand(4, 3)}
     save("views.pth", views, views)
 
     # Malicious: a state dict value built by os.system (pickle writes posix.system on Linux).
