@@ -177,6 +177,7 @@ public sealed class BatchLoader : IDisposable
         {
             foreach (var job in jobs)
             {
+                token.ThrowIfCancellationRequested();
                 if (!job.Done.IsSet)
                 {
                     sw.Restart();
@@ -191,8 +192,10 @@ public sealed class BatchLoader : IDisposable
                 }
                 if (dispatcherError is not null) ExceptionDispatchInfo.Throw(dispatcherError);
                 if (job.Error is not null) ExceptionDispatchInfo.Throw(job.Error);
-                // The tensor takes the array without copying (TorchSharp pins it until the tensor is disposed).
-                var tensor = torch.tensor(job.Buffer!, [job.Indices.Length, 3, _height, _width]);
+                // frombuffer shares the array (pinned until the tensor is freed); torch.tensor(float[], dims) would copy it.
+                torch.Tensor tensor;
+                using (var flat = torch.frombuffer(job.Buffer!, torch.ScalarType.Float32))
+                    tensor = flat.view(job.Indices.Length, 3, _height, _width);
                 job.Buffer = null;
                 job.Done.Dispose();
                 slots.Release();
