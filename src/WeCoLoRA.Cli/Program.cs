@@ -1,1 +1,1 @@
-Console.WriteLine(WeCoLoRA.Smoke.Hello());
+return WeCoLoRA.Cli.CliApp.Run(args);

@@ -1,0 +1,17 @@
+using System.CommandLine;
+
+namespace WeCoLoRA.Cli;
+
+/// <summary>The `wecolora` command tree; tests call <see cref="Run"/> in-process.</summary>
+public static class CliApp
+{
+    public static int Run(string[] args)
+    {
+        var root = new RootCommand("WeCoLoRA.NET: few-shot distillation of Vision Transformers by weight copy and low-rank adaptation.")
+        {
+            InspectCommand.Create(),
+            EmbedCommand.Create(),
+        };
+        return root.Parse(args).Invoke();
+    }
+}
