@@ -11,6 +11,8 @@ public static class CliApp
         {
             InspectCommand.Create(),
             EmbedCommand.Create(),
+            DistillCommand.Create(),
+            ExportCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

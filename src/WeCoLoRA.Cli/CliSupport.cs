@@ -2,6 +2,7 @@ using System.CommandLine;
 using Spectre.Console;
 using WeCoLoRA.Checkpoints;
 using WeCoLoRA.Data;
+using WeCoLoRA.Distillation;
 
 namespace WeCoLoRA.Cli;
 
@@ -15,7 +16,7 @@ static class CliSupport
         {
             return body();
         }
-        catch (Exception e) when (e is CheckpointException or ImageDecodeException or DataException or ArgumentException
+        catch (Exception e) when (e is CheckpointException or ImageDecodeException or DataException or DistillationException or ArgumentException
                                       or IOException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"wecolora: error: {e.Message}");

@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Spectre.Console;
+using WeCoLoRA.Distillation;
+
+namespace WeCoLoRA.Cli;
+
+static class DistillCommand
+{
+    public static Command Create()
+    {
+        var teacher = new Option<string>("--teacher") { Description = "teacher checkpoint file, model folder or run folder", Required = true };
+        var data = new Option<string>("--data") { Description = "folder of unlabeled images (class sub-folders are only used to sample per class)", Required = true };
+        var outDir = new Option<string>("--out") { Description = "run folder: config.json, subset.txt, metrics.jsonl, checkpoints/, student/", Required = true };
+        var method = new Option<string>("--method") { Description = "wecolora, lora-qv, weco-kd, kd-scratch or weco", DefaultValueFactory = _ => "wecolora" };
+        var ratio = new Option<double>("--ratio") { Description = "fraction α of each class's images to use, in (0, 1]", DefaultValueFactory = _ => 1.0 };
+        var r = new Option<int>("--r") { Description = "compression factor: keep teacher blocks 0, r, 2r, …", DefaultValueFactory = _ => 2 };
+        var keep = new Option<string?>("--keep") { Description = "explicit teacher block indices to keep, e.g. 0,3,7 (overrides --r)" };
+        var rank = new Option<int>("--rank") { Description = "LoRA rank", DefaultValueFactory = _ => 64 };
+        var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (scaling = alpha / rank); default = rank" };
+        var targets = new Option<string>("--targets") { Description = "LoRA targets for wecolora: enhanced, qv, or a comma list of q,k,v,proj,fc1,fc2", DefaultValueFactory = _ => "enhanced" };
+        var align = new Option<string>("--align") { Description = "last: last block only; blocks: also each student block to the last teacher block of its group", DefaultValueFactory = _ => "last" };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
+        var warmup = new Option<double>("--warmup-epochs") { DefaultValueFactory = _ => 2 };
+        var batchSize = new Option<int>("--batch-size") { DefaultValueFactory = _ => 32 };
+        var accum = new Option<int>("--accum-iter") { Description = "micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
+        var blr = new Option<double>("--blr") { Description = "base lr; lr = blr × batch × accum / 256", DefaultValueFactory = _ => 1e-3 };
+        var lr = new Option<double?>("--lr") { Description = "absolute lr (overrides --blr)" };
+        var minLr = new Option<double>("--min-lr") { DefaultValueFactory = _ => 0.0 };
+        var wd = new Option<double>("--weight-decay") { DefaultValueFactory = _ => 0.05 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
+        var precision = new Option<string>("--precision") { Description = "fp32 or bf16 (frozen weights in bf16, adapters and optimizer state fp32)", DefaultValueFactory = _ => "fp32" };
+        var noAugment = new Option<bool>("--no-augment") { Description = "eval preprocessing instead of RandomResizedCrop + flip" };
+        var workers = new Option<int>("--workers") { Description = "decode threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "replace the run that --out holds" };
+        var cmd = new Command("distill", "Distill a teacher into a shallower student (weight copy + LoRA) on a few unlabeled images.")
+        {
+            teacher, data, outDir, method, ratio, r, keep, rank, alpha, targets, align, epochs, warmup, batchSize, accum,
+            blr, lr, minLr, wd, seed, precision, noAugment, workers, resume, overwrite,
+        };
+        cmd.SetAction(parse => CliSupport.Run(() =>
+        {
+            var settings = new DistillSettings
+            {
+                Teacher = parse.GetValue(teacher)!,
+                Data = parse.GetValue(data)!,
+                Out = parse.GetValue(outDir)!,
+                Method = DistillSettings.ParseEnum<DistillMethod>(parse.GetValue(method)!, "--method"),
+                Ratio = parse.GetValue(ratio),
+                R = parse.GetValue(r),
+                Keep = parse.GetValue(keep) is { } k ? WeightCopy.ParseKeep(k, int.MaxValue) : null,
+                Rank = parse.GetValue(rank),
+                Alpha = parse.GetValue(alpha),
+                Targets = parse.GetValue(targets)!,
+                Align = DistillSettings.ParseEnum<Alignment>(parse.GetValue(align)!, "--align"),
+                Epochs = parse.GetValue(epochs),
+                WarmupEpochs = parse.GetValue(warmup),
+                BatchSize = parse.GetValue(batchSize),
+                AccumIter = parse.GetValue(accum),
+                Blr = parse.GetValue(blr),
+                Lr = parse.GetValue(lr),
+                MinLr = parse.GetValue(minLr),
+                WeightDecay = parse.GetValue(wd),
+                Seed = parse.GetValue(seed),
+                Precision = DistillSettings.ParseEnum<Precision>(parse.GetValue(precision)!, "--precision"),
+                NoAugment = parse.GetValue(noAugment),
+                Workers = parse.GetValue(workers),
+            };
+            var student = new Distiller(settings, new ConsoleObserver()).Run(parse.GetValue(resume), parse.GetValue(overwrite));
+            Console.Error.WriteLine($"wecolora: student written to {student}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>A live line on a terminal; one plain line per step (and per checkpoint) otherwise.</summary>
+    sealed class ConsoleObserver : IDistillObserver
+    {
+        readonly bool live = !Console.IsErrorRedirected;
+        readonly IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        readonly Stopwatch clock = new();
+        long totalSteps, startStep;
+
+        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images)
+        {
+            totalSteps = (long)epochs * stepsPerEpoch;
+            startStep = (long)startEpoch * stepsPerEpoch;
+            clock.Restart();
+            Console.Error.WriteLine($"wecolora: {images} images, {stepsPerEpoch} steps per epoch, epochs {startEpoch + 1}..{epochs}");
+        }
+
+        public void OnStep(StepMetrics m)
+        {
+            long done = m.Step - startStep, left = totalSteps - m.Step;
+            var eta = done > 0 ? TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * left) : TimeSpan.Zero;
+            var line = $"epoch {m.Epoch + 1} step {m.Step}/{totalSteps} loss {m.Loss:F5} lr {m.Lr:E2} {m.ImagesPerSecond:F1} img/s ETA {eta:hh\\:mm\\:ss}";
+            if (live)
+            {
+                int width = 24, filled = totalSteps == 0 ? width : (int)(width * m.Step / totalSteps);
+                console.Markup($"\r[green]{new string('█', filled)}[/][grey]{new string('░', width - filled)}[/] {Markup.Escape(line)}  ");
+            }
+            else
+            {
+                Console.Error.WriteLine(line);
+            }
+        }
+
+        public void OnCheckpoint(int epochsDone, string path)
+        {
+            if (live) Console.Error.WriteLine();
+            Console.Error.WriteLine($"wecolora: epoch {epochsDone} done, checkpoint {path}");
+        }
+
+        public void OnNote(string message) => Console.Error.WriteLine($"wecolora: {message}");
+    }
+}

@@ -1,0 +1,259 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using TorchSharp.Modules;
+using WeCoLoRA.Checkpoints;
+using WeCoLoRA.Data;
+using WeCoLoRA.Lora;
+using WeCoLoRA.Models;
+using static TorchSharp.torch;
+
+namespace WeCoLoRA.Distillation;
+
+/// <summary>A run cannot go on (non-finite loss, a resume that does not match); the message says why and what was kept.</summary>
+public sealed class DistillationException(string message) : Exception(message);
+
+/// <summary>What a run reports while it goes.</summary>
+public interface IDistillObserver
+{
+    void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images);
+    void OnStep(StepMetrics metrics);
+    void OnCheckpoint(int epochsDone, string path);
+    void OnNote(string message);
+}
+
+/// <summary>The WeCoLoRA training loop and its baselines (METHOD.md), writing a run folder.</summary>
+public sealed class Distiller
+{
+    readonly DistillSettings s;
+    readonly RunFolder run;
+    readonly IDistillObserver? observer;
+
+    public Distiller(DistillSettings settings, IDistillObserver? observer = null)
+    {
+        s = settings.Validate();
+        run = new RunFolder(settings.Out);
+        this.observer = observer;
+    }
+
+    /// <summary>The LoRA layout of a method, or null when it trains no adapters.</summary>
+    public static LoraSpec? AdapterSpec(DistillSettings s) => s.Method switch
+    {
+        DistillMethod.WeCoLoRA => new LoraSpec(LoraSpec.ParseTargets(s.Targets), s.Rank, s.Alpha ?? s.Rank),
+        DistillMethod.LoraQv => new LoraSpec(LoraSpec.ParseTargets("qv"), s.Rank, s.Alpha ?? s.Rank),
+        _ => null,
+    };
+
+    /// <summary>Teacher blocks kept in the student.</summary>
+    public static int[] KeptBlocks(DistillSettings s, int teacherDepth) =>
+        s.Keep is { } keep ? WeightCopy.ParseKeep(string.Join(",", keep), teacherDepth) : WeightCopy.EveryRth(teacherDepth, s.R);
+
+    /// <summary>
+    /// The student at step 0: copied (or randomly initialised) blocks, with adapters when the method has them.
+    /// In bf16 runs of the LoRA methods the frozen weights are cast before the fp32 adapters are added.
+    /// </summary>
+    public static VisionTransformer BuildStudent(VisionTransformer teacher, DistillSettings s, bool forTraining = false)
+    {
+        var keep = KeptBlocks(s, teacher.Config.Depth);
+        manual_seed(s.Seed); // LoRA A init and the from-scratch init draw from it
+        VisionTransformer student;
+        if (s.Method == DistillMethod.KdScratch)
+        {
+            student = new VisionTransformer(teacher.Config with { Depth = keep.Length });
+            WeightCopy.InitFromScratch(student, s.Seed);
+        }
+        else
+        {
+            student = WeightCopy.CreateStudent(teacher, keep);
+        }
+        if (AdapterSpec(s) is { } spec)
+        {
+            if (forTraining && s.Precision == Precision.Bf16) student.to(bfloat16);
+            spec.Inject(student);
+        }
+        else if (s.Method == DistillMethod.Weco) foreach (var p in student.parameters()) p.requires_grad = false;
+        return student;
+    }
+
+    /// <summary>Runs (or resumes) the distillation; returns the student folder.</summary>
+    public string Run(bool resume = false, bool overwrite = false, CancellationToken ct = default)
+    {
+        var teacherLoaded = ModelLoader.Load(s.Teacher);
+        var teacher = teacherLoaded.Model;
+        foreach (var note in teacherLoaded.Notes) observer?.OnNote($"teacher: {note}");
+        var keep = KeptBlocks(s, teacher.Config.Depth);
+        var items = FewShotSubset.Select(s.Data, s.Ratio, s.Seed);
+        var settingsJson = JsonSerializer.SerializeToNode(s, DistillSettings.Json)!.AsObject();
+
+        CheckpointState start = new(0, 0);
+        string? checkpoint = null;
+        if (resume && run.HoldsRun)
+        {
+            CheckSameRun(run.ReadConfig()["settings"]!.AsObject(), settingsJson);
+            checkpoint = run.LatestCheckpoint();
+            if (checkpoint is not null) start = RunFolder.ReadState(checkpoint);
+            run.TruncateMetrics(start.Step);
+            observer?.OnNote(checkpoint is null ? "no checkpoint yet: starting from step 0" : $"resuming after epoch {start.EpochsDone} (step {start.Step}) from {checkpoint}");
+        }
+        else
+        {
+            run.Create(overwrite);
+            run.WriteText(run.SubsetPath, string.Concat(items.Select(i => i.RelativePath + "\n")));
+        }
+
+        var student = BuildStudent(teacher, s, forTraining: true);
+        if (s.Precision == Precision.Bf16) teacher.to(bfloat16);
+        var spec = AdapterSpec(s);
+        var trainable = student.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        int stepsPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize / s.AccumIter);
+        run.WriteText(run.ConfigPath, new JsonObject
+        {
+            ["settings"] = settingsJson,
+            ["teacher"] = ConfigFiles.ToTimmJson(teacher.Config),
+            ["teacher_weights"] = teacherLoaded.WeightsPath,
+            ["kept_blocks"] = new JsonArray([.. keep.Select(k => (JsonNode)k)]),
+            ["student_depth"] = keep.Length,
+            ["images"] = items.Count,
+            ["lr"] = s.AbsoluteLr,
+            ["steps_per_epoch"] = stepsPerEpoch,
+            ["trainable_params"] = trainable.Sum(p => p.parameter.numel()),
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+        bool trains = s.Method != DistillMethod.Weco && s.Epochs > 0;
+        if (trains)
+        {
+            using var optimizer = CreateOptimizer(trainable);
+            if (checkpoint is not null) Restore(checkpoint, student, optimizer);
+            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, ct);
+            if (s.Precision == Precision.Bf16 && spec is not null) student = Rebuild(student); // save fp32 base weights, not bf16-rounded ones
+        }
+        ModelFiles.Save(student, run.StudentDir, spec, new Dictionary<string, string> { ["wecolora.method"] = JsonSerializer.Serialize(s.Method, DistillSettings.Json).Trim('"') });
+        return run.StudentDir;
+    }
+
+    static void CheckSameRun(JsonObject stored, JsonObject now)
+    {
+        // Workers only change speed; everything else decides the numbers.
+        var differing = now.Where(kv => kv.Key != "workers" && !JsonNode.DeepEquals(kv.Value, stored[kv.Key])).Select(kv => $"{kv.Key} ({stored[kv.Key]?.ToJsonString() ?? "absent"} -> {kv.Value?.ToJsonString()})").ToList();
+        if (differing.Count > 0)
+            throw new DistillationException($"--resume: the run was started with other settings: {string.Join(", ", differing)}; resume with the original arguments or start a new --out");
+    }
+
+    /// <summary>AdamW with the release's groups: weight decay on matrices only (not biases, norms, tokens or position embedding).</summary>
+    OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> trainable)
+    {
+        static bool Decays((string name, Parameter p) x) => x.p.dim() >= 2 && x.name is not ("cls_token" or "pos_embed");
+        var groups = new[]
+        {
+            new AdamW.ParamGroup(trainable.Where(Decays).Select(x => x.parameter), lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95, weight_decay: s.WeightDecay),
+            new AdamW.ParamGroup(trainable.Where(x => !Decays(x)).Select(x => x.parameter), lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95, weight_decay: 0),
+        }.Where(g => g.Parameters.Any());
+        return optim.AdamW(groups, lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95);
+    }
+
+    static void Restore(string checkpoint, VisionTransformer student, OptimizerHelper optimizer)
+    {
+        var saved = RunFolder.ReadTrainable(checkpoint);
+        try
+        {
+            ModelLoader.LoadStrict(student, saved, Path.Combine(checkpoint, "trainable.safetensors"), saved.ContainsKey);
+        }
+        finally
+        {
+            foreach (var t in saved.Values) t.Dispose();
+        }
+        optimizer.load_state_dict(Path.Combine(checkpoint, "optimizer.bin"));
+    }
+
+    /// <summary>A fp32 student from a freshly loaded teacher, carrying the trained values of <paramref name="trained"/>.</summary>
+    VisionTransformer Rebuild(VisionTransformer trained)
+    {
+        var fresh = BuildStudent(ModelLoader.Load(s.Teacher).Model, s);
+        var values = trained.named_parameters().Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => (Tensor)p.parameter);
+        ModelLoader.LoadStrict(fresh, values, "trained student", values.ContainsKey);
+        return fresh;
+    }
+
+    void Train(VisionTransformer teacher, VisionTransformer student, List<(string name, Parameter parameter)> trainable, OptimizerHelper optimizer,
+        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken ct)
+    {
+        var preprocess = ModelPreprocess.For(teacher.Config);
+        var schedule = new LrSchedule(s.AbsoluteLr, s.MinLr, s.WarmupEpochs, s.Epochs);
+        int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
+        teacher.eval();
+        student.train();
+        observer?.OnStart(s.Epochs, stepsPerEpoch, start.EpochsDone, items.Count);
+        long step = start.Step;
+        for (int epoch = start.EpochsDone; epoch < s.Epochs; epoch++)
+        {
+            var order = Enumerable.Range(0, items.Count).ToArray();
+            new Random(HashCode.Combine(s.Seed, epoch) & int.MaxValue).Shuffle(order);
+            using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch, order, s.Workers);
+            int batchIndex = 0, inGroup = 0, groupImages = 0;
+            double groupLoss = 0;
+            var clock = Stopwatch.StartNew();
+            foreach (var batch in loader.GetBatches(ct))
+            {
+                using var _ = batch;
+                if (inGroup == 0)
+                {
+                    double lr = schedule.At(epoch + (double)batchIndex / batchesPerEpoch);
+                    foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                }
+                double loss = MicroStep(teacher, student, batch.Images, keep);
+                if (!double.IsFinite(loss))
+                    throw new DistillationException(
+                        $"loss is {loss} at step {step + 1} (epoch {epoch}); batch files: {string.Join(", ", batch.Indices.Take(8).Select(i => items[i].RelativePath))}; " +
+                        $"the last good checkpoint is kept in {run.CheckpointsDir} (try a lower --blr or --precision fp32)");
+                groupLoss += loss;
+                groupImages += batch.Indices.Length;
+                inGroup++;
+                batchIndex++;
+                if (inGroup == s.AccumIter || batchIndex == batchesPerEpoch)
+                {
+                    optimizer.step();
+                    optimizer.zero_grad();
+                    step++;
+                    var m = new StepMetrics(epoch, step, groupLoss / inGroup, optimizer.ParamGroups.First().LearningRate, groupImages / clock.Elapsed.TotalSeconds);
+                    run.AppendMetrics(m);
+                    observer?.OnStep(m);
+                    (inGroup, groupLoss, groupImages) = (0, 0, 0);
+                    clock.Restart();
+                }
+            }
+            var path = run.SaveCheckpoint(new CheckpointState(epoch + 1, step), trainable.Select(p => (p.name, (Tensor)p.parameter)), optimizer);
+            observer?.OnCheckpoint(epoch + 1, path);
+        }
+    }
+
+    /// <summary>One micro-batch: teacher targets without autograd, student forward, L1, backward (scaled for accumulation).</summary>
+    double MicroStep(VisionTransformer teacher, VisionTransformer student, Tensor images, int[] keep)
+    {
+        using var scope = NewDisposeScope();
+        bool blocks = s.Align == Alignment.Blocks;
+        bool finalNorm = s.Method is DistillMethod.WecoKd or DistillMethod.KdScratch;
+        var teacherBlocks = blocks ? new List<Tensor>() : null;
+        Tensor target;
+        using (inference_mode())
+        {
+            var t = teacher.ForwardTokens(images.to(teacher.pos_embed.dtype), teacherBlocks);
+            target = finalNorm ? teacher.NormTokens(t) : t;
+        }
+        var studentBlocks = blocks ? new List<Tensor>() : null;
+        var tokens = student.ForwardTokens(images.to(student.pos_embed.dtype), studentBlocks);
+        var output = finalNorm ? student.NormTokens(tokens) : tokens;
+        // Inference tensors cannot be saved for backward: the targets are cloned out of inference mode.
+        var loss = nn.functional.l1_loss(output.to(float32), target.to(float32).clone());
+        if (blocks)
+        {
+            // Student block i against the last teacher block of its group (the block before the next kept one).
+            var terms = new List<Tensor> { loss };
+            for (int i = 0; i < keep.Length - 1; i++)
+                terms.Add(nn.functional.l1_loss(studentBlocks![i].to(float32), teacherBlocks![keep[i + 1] - 1].to(float32).clone()));
+            loss = stack(terms).mean();
+        }
+        (loss / s.AccumIter).backward();
+        return loss.item<float>();
+    }
+}

@@ -1,0 +1,26 @@
+using WeCoLoRA.Data;
+
+namespace WeCoLoRA.Distillation;
+
+/// <summary>The few images a distillation uses: a fixed-seed fraction of each class folder (labels are never read).</summary>
+public static class FewShotSubset
+{
+    /// <summary>
+    /// Per class sub-folder, shuffle the file list with <paramref name="seed"/> and keep the first floor(ratio·n), at least 1;
+    /// a folder with images only at its top level is one group. The result is in ordinal path order.
+    /// </summary>
+    public static IReadOnlyList<ImageItem> Select(string root, double ratio, int seed)
+    {
+        if (ratio <= 0 || ratio > 1) throw new ArgumentException($"--ratio {ratio} must be in (0, 1]");
+        var all = ImageFolders.ListAll(root);
+        var groups = all.GroupBy(i => i.RelativePath.Contains('/') ? i.RelativePath[..i.RelativePath.IndexOf('/')] : "");
+        var kept = new List<ImageItem>();
+        foreach (var group in groups)
+        {
+            var files = group.ToArray();
+            new Random(seed).Shuffle(files);
+            kept.AddRange(files.Take(Math.Max(1, (int)Math.Floor(ratio * files.Length))));
+        }
+        return kept.OrderBy(i => i.RelativePath, StringComparer.Ordinal).ToList();
+    }
+}

@@ -1,0 +1,107 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp.Modules;
+using WeCoLoRA.Checkpoints;
+using static TorchSharp.torch;
+
+namespace WeCoLoRA.Distillation;
+
+/// <summary>The state of one optimizer step, as logged to metrics.jsonl and shown on the terminal.</summary>
+public sealed record StepMetrics(int Epoch, long Step, double Loss, double Lr, double ImagesPerSecond);
+
+/// <summary>What a checkpoint holds besides tensors: where in the run it was taken.</summary>
+public sealed record CheckpointState(int EpochsDone, long Step);
+
+/// <summary>
+/// A run's folder: config.json, subset.txt, metrics.jsonl, checkpoints/epoch-NNNN (the last two kept, each written to a
+/// temporary folder and renamed into place), and student/.
+/// </summary>
+public sealed class RunFolder(string root)
+{
+    public string Root { get; } = Path.GetFullPath(root);
+    public string ConfigPath => Path.Combine(Root, "config.json");
+    public string SubsetPath => Path.Combine(Root, "subset.txt");
+    public string MetricsPath => Path.Combine(Root, "metrics.jsonl");
+    public string CheckpointsDir => Path.Combine(Root, "checkpoints");
+    public string StudentDir => Path.Combine(Root, "student");
+    const int CheckpointsKept = 2;
+
+    public bool HoldsRun => File.Exists(ConfigPath);
+
+    /// <summary>Starts a fresh run; a folder that holds another run is refused unless <paramref name="overwrite"/>.</summary>
+    public void Create(bool overwrite)
+    {
+        if (HoldsRun && !overwrite)
+            throw new ArgumentException($"--out {Root} already holds a run; pass --resume to continue it or --overwrite to replace it");
+        if (HoldsRun)
+        {
+            foreach (var f in new[] { ConfigPath, SubsetPath, MetricsPath }) File.Delete(f);
+            foreach (var d in new[] { CheckpointsDir, StudentDir }) if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
+        Directory.CreateDirectory(Root);
+    }
+
+    public void WriteText(string path, string text)
+    {
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public JsonObject ReadConfig() => JsonNode.Parse(File.ReadAllText(ConfigPath))!.AsObject();
+
+    public void AppendMetrics(StepMetrics m)
+    {
+        var line = JsonSerializer.Serialize(new { epoch = m.Epoch, step = m.Step, loss = m.Loss, lr = m.Lr, images_per_s = Math.Round(m.ImagesPerSecond, 2) });
+        File.AppendAllText(MetricsPath, line + "\n");
+    }
+
+    /// <summary>Drops metric lines past the checkpoint being resumed, so the file reads as one uninterrupted run.</summary>
+    public void TruncateMetrics(long lastStep)
+    {
+        if (!File.Exists(MetricsPath)) return;
+        var keep = File.ReadLines(MetricsPath)
+            .Where(l => l.Length > 0 && JsonNode.Parse(l)!["step"]!.GetValue<long>() <= lastStep).ToList();
+        WriteText(MetricsPath, string.Concat(keep.Select(l => l + "\n")));
+    }
+
+    /// <summary>Writes trainable tensors, optimizer state and position; keeps the last two checkpoints.</summary>
+    public string SaveCheckpoint(CheckpointState state, IEnumerable<(string Name, Tensor Value)> trainable, OptimizerHelper optimizer)
+    {
+        Directory.CreateDirectory(CheckpointsDir);
+        var final = Path.Combine(CheckpointsDir, $"epoch-{state.EpochsDone:D4}");
+        var tmp = final + ".tmp";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+        SafeTensors.Save(Path.Combine(tmp, "trainable.safetensors"), trainable.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Value)));
+        var opt = Path.Combine(tmp, "optimizer.bin");
+        optimizer.save_state_dict(opt);
+        Fsync(opt);
+        var stateFile = Path.Combine(tmp, "state.json");
+        File.WriteAllText(stateFile, JsonSerializer.Serialize(state));
+        Fsync(stateFile);
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(tmp, final);
+        foreach (var old in CompleteCheckpoints().SkipLast(CheckpointsKept)) Directory.Delete(old, true);
+        return final;
+    }
+
+    static void Fsync(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        f.Flush(flushToDisk: true);
+    }
+
+    IEnumerable<string> CompleteCheckpoints() =>
+        Directory.Exists(CheckpointsDir)
+            ? Directory.GetDirectories(CheckpointsDir, "epoch-*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
+            : [];
+
+    public string? LatestCheckpoint() => CompleteCheckpoints().LastOrDefault();
+
+    public static CheckpointState ReadState(string checkpoint) =>
+        JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(checkpoint, "state.json")))!;
+
+    public static Dictionary<string, Tensor> ReadTrainable(string checkpoint) =>
+        SafeTensors.Load(Path.Combine(checkpoint, "trainable.safetensors"));
+}
