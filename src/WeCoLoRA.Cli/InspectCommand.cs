@@ -40,6 +40,9 @@ static class InspectCommand
                     ["std"] = new JsonArray([.. c.Std.Select(v => (JsonNode)JsonValue.Create(v))]),
                     ["crop_pct"] = c.CropPct,
                     ["interpolation"] = c.Interpolation,
+                    ["adapters"] = loaded.Adapters is { } a
+                        ? new JsonObject { ["rank"] = a.Rank, ["alpha"] = a.Alpha, ["targets"] = new JsonArray([.. a.Targets.Select(t => (JsonNode)t)]) }
+                        : null,
                 };
                 Console.WriteLine(o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
@@ -49,6 +52,8 @@ static class InspectCommand
             Console.WriteLine($"input          {c.InChans}x{c.ImgSize}x{c.ImgSize}, patch {c.PatchSize} ({c.NumPatches} patches + class token)");
             Console.WriteLine($"blocks         {c.Depth} x (dim {c.EmbedDim}, {c.NumHeads} heads, mlp {c.MlpHidden}, qkv bias {c.QkvBias.ToString().ToLowerInvariant()})");
             Console.WriteLine($"pooling        {c.GlobalPool.ToString().ToLowerInvariant()}{(c.NumClasses > 0 ? $", head with {c.NumClasses} classes" : ", no head")}");
+            if (loaded.Adapters is { } spec)
+                Console.WriteLine($"adapters       LoRA rank {spec.Rank}, alpha {spec.Alpha} on {string.Join(",", spec.Targets)} (unmerged; `export` folds them in)");
             Console.WriteLine($"preprocessing  mean [{string.Join(", ", c.Mean)}] std [{string.Join(", ", c.Std)}], crop_pct {c.CropPct}, {c.Interpolation}");
             return 0;
         }));

@@ -45,10 +45,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, eps):
+    def __init__(self, dim, heads, eps, mlp_ratio=4.0):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim, eps=eps), Attention(dim, heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim, eps=eps), Mlp(dim, dim * 4)
+        self.norm2, self.mlp = nn.LayerNorm(dim, eps=eps), Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
@@ -56,18 +56,21 @@ class Block(nn.Module):
 
 
 class RefViT(nn.Module):
-    def __init__(self, global_pool="token", num_classes=CLASSES, eps=1e-6):
+    """timm's VisionTransformer(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes, global_pool)."""
+
+    def __init__(self, global_pool="token", num_classes=CLASSES, eps=1e-6, img_size=IMG, patch_size=PATCH,
+                 embed_dim=DIM, depth=DEPTH, num_heads=HEADS, mlp_ratio=4.0):
         super().__init__()
         self.global_pool = global_pool
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, DIM, PATCH, PATCH)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, DIM) * 0.02)
-        self.pos_embed = nn.Parameter(torch.randn(1, (IMG // PATCH) ** 2 + 1, DIM) * 0.02)
-        self.blocks = nn.Sequential(*[Block(DIM, HEADS, eps) for _ in range(DEPTH)])
+        self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size, patch_size)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, (img_size // patch_size) ** 2 + 1, embed_dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, eps, mlp_ratio) for _ in range(depth)])
         avg = global_pool == "avg"
-        self.norm = nn.Identity() if avg else nn.LayerNorm(DIM, eps=eps)
-        self.fc_norm = nn.LayerNorm(DIM, eps=eps) if avg else nn.Identity()
-        self.head = nn.Linear(DIM, num_classes) if num_classes else nn.Identity()
+        self.norm = nn.Identity() if avg else nn.LayerNorm(embed_dim, eps=eps)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=eps) if avg else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
         with torch.no_grad():  # non-trivial norms so that a swapped weight/bias shows
             for m in self.modules():
                 if isinstance(m, nn.LayerNorm):
@@ -88,6 +91,24 @@ class RefViT(nn.Module):
             "avg": self.fc_norm(h[:, 1:].mean(1)),
             "logits": self.head(self.fc_norm(h[:, 0] if self.global_pool == "token" else h[:, 1:].mean(1))),
         }
+
+
+def load_safetensors(path):
+    """Reads a safetensors file (F32/F16/BF16) into a dict of tensors."""
+    codes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, e in header.items():
+        b, end = e["data_offsets"]
+        blob = bytearray(raw[8 + n + b:8 + n + end])
+        dtype = codes[e["dtype"]]
+        t = torch.frombuffer(blob, dtype=torch.int16).view(dtype) if dtype == torch.bfloat16 else torch.frombuffer(blob, dtype=dtype)
+        out[name] = t.reshape(e["shape"]).clone()
+    return out
 
 
 def save_safetensors(path, tensors, metadata=None):
@@ -184,9 +205,10 @@ def make_images():
     return root, sorted(rel for rel, *_ in specs)
 
 
-def preprocess(paths, root, mean, std, crop_pct, interpolation):
+def preprocess(paths, root, mean, std, crop_pct, interpolation, img=IMG):
+    """timm's eval transform: resize the shorter side to floor(img / crop_pct), center crop, normalize."""
     mode = {"bicubic": transforms.InterpolationMode.BICUBIC, "bilinear": transforms.InterpolationMode.BILINEAR}[interpolation]
-    t = transforms.Compose([transforms.Resize(int(IMG / crop_pct), interpolation=mode), transforms.CenterCrop(IMG),
+    t = transforms.Compose([transforms.Resize(int(img / crop_pct), interpolation=mode), transforms.CenterCrop(img),
                             transforms.ToTensor(), transforms.Normalize(mean, std)])
     return torch.stack([t(Image.open(os.path.join(root, p)).convert("RGB")) for p in paths])
 
