@@ -91,6 +91,8 @@ public sealed class Distiller
         if (resume && run.HoldsRun)
         {
             CheckSameRun(run.ReadConfig()["settings"]!.AsObject(), settingsJson);
+            if (File.Exists(run.SubsetPath) && !File.ReadAllLines(run.SubsetPath).SequenceEqual(items.Select(i => i.RelativePath)))
+                throw new DistillationException($"--resume: the images in {s.Data} differ from the run's {run.SubsetPath}; resume on the same data or start a new --out");
             checkpoint = run.LatestCheckpoint();
             if (checkpoint is not null) start = RunFolder.ReadState(checkpoint);
             run.TruncateMetrics(start.Step);
