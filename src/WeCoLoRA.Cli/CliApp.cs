@@ -11,6 +11,7 @@ public static class CliApp
         {
             InspectCommand.Create(),
             EmbedCommand.Create(),
+            PredictCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
