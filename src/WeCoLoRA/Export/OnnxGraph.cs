@@ -129,7 +129,8 @@ internal sealed class OnnxGraph : IDisposable
     /// Writes the ModelProto (IR version, opset, producer, graph) to <paramref name="path"/> atomically; refuses a file
     /// over protobuf's 2 GiB limit (that needs ONNX external data, which is not written).
     /// </summary>
-    public long Save(string path, string graphName, long irVersion, long opset, string producerVersion)
+    /// <param name="maxBytes">The size limit; only tests lower it.</param>
+    public long Save(string path, string graphName, long irVersion, long opset, string producerVersion, long maxBytes = int.MaxValue)
     {
         // GraphProto: node = 1, name = 2, initializer = 5, input = 11, output = 12.
         var graphHead = new ProtoWriter();
@@ -154,7 +155,7 @@ internal sealed class OnnxGraph : IDisposable
             .String(3, producerVersion)                         // producer_version
             .Message(8, new ProtoWriter().String(1, "").Int(2, opset)); // opset_import {domain "" (ai.onnx), version}
         long total = model.Length + ProtoWriter.FieldSize(7, graphSize);
-        if (total > int.MaxValue)
+        if (total > maxBytes)
             throw new ArgumentException($"the ONNX model would be {total / (1L << 20)} MiB; a single .onnx protobuf is limited to 2 GiB and external data is not written yet (export with --fp16 to halve it, or use safetensors)");
 
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;

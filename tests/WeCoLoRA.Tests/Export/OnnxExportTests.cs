@@ -146,6 +146,17 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_model_over_the_protobuf_limit_is_refused_before_anything_is_written()
+    {
+        var loaded = Load("timm_hub");
+        var path = Path.Combine(Fixture.TempDir(), "model.onnx");
+        using var graph = OnnxExporter.Build(loaded.Model, fp16: false);
+        var e = Assert.Throws<ArgumentException>(() => graph.Save(path, "vit", OnnxExporter.IrVersion, OnnxExporter.Opset, "test", maxBytes: 100_000));
+        Assert.Contains("2 GiB", e.Message);
+        Assert.False(File.Exists(path) || File.Exists(path + ".tmp"));
+    }
+
+    [Fact]
     public void A_file_that_is_not_onnx_gets_a_clear_error()
     {
         var path = Path.Combine(Fixture.TempDir(), "model.onnx");
