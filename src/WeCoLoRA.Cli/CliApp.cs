@@ -13,6 +13,7 @@ public static class CliApp
             EmbedCommand.Create(),
             DistillCommand.Create(),
             ExportCommand.Create(),
+            PredictCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
