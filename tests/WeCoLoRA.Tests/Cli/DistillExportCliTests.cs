@@ -31,6 +31,15 @@ public sealed class DistillExportCliTests
         Assert.True(code == 0, err);
         Assert.False(File.Exists(Path.Combine(merged, "adapter_model.safetensors")));
 
+        var onnx = Path.Combine(Fixture.TempDir(), "onnx");
+        (code, _, err) = CliRunner.Run("export", "--model", run, "--out", onnx, "--format", "onnx");
+        Assert.True(code == 0, err);
+        using (var session = WeCoLoRA.Export.OnnxInference.Open(Path.Combine(onnx, "model.onnx")))
+            Assert.Equal(5, session.NumClasses);
+        (code, _, err) = CliRunner.Run("export", "--model", run, "--out", onnx, "--format", "onnx", "--no-merge");
+        Assert.Equal(1, code);
+        Assert.Contains("--no-merge", err);
+
         string stdout;
         (code, stdout, _) = CliRunner.Run("inspect", kept);
         Assert.Contains("LoRA rank 4", stdout);
