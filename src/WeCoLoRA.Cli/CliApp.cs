@@ -11,6 +11,8 @@ public static class CliApp
         {
             InspectCommand.Create(),
             EmbedCommand.Create(),
+            ProbeCommand.Create(),
+            KnnCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
