@@ -55,6 +55,7 @@ public sealed class Lars : IDisposable
     /// <summary>Sets every parameter's gradient to zero.</summary>
     public void ZeroGrad()
     {
+        using var scope = NewDisposeScope(); // frees the wrappers that reading .grad creates
         foreach (var p in _params)
             p.grad?.zero_();
     }

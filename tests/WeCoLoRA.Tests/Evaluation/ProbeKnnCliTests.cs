@@ -59,6 +59,31 @@ public sealed class ProbeKnnCliTests
     }
 
     [Fact]
+    public void Multilabel_probe_reads_csvs_and_reports_mean_auroc()
+    {
+        var tmp = Fixture.TempDir();
+        var lines = new List<string> { "path,labels" };
+        foreach (var file in Directory.GetFiles(Samples(), "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            var cls = Path.GetFileName(Path.GetDirectoryName(file))!;
+            var footwear = cls is "sandal" or "sneaker" or "ankle-boot";
+            lines.Add($"{Path.GetRelativePath(tmp, file)},{(footwear ? "footwear|" : "")}{(cls.Contains('t') ? "has-t" : "")}");
+        }
+        var csv = Path.Combine(tmp, "labels.csv");
+        File.WriteAllLines(csv, lines);
+        var json = Path.Combine(tmp, "ml.json");
+        var (code, stdout, stderr) = CliRunner.Run("probe", "--model", Model, "--train", csv, "--test", csv, "--multilabel",
+            "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "8", "--json", json);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("mean AUROC", stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var r = doc.RootElement;
+        Assert.InRange(r.GetProperty("mean_auroc").GetDouble(), 0, 100);
+        Assert.Equal(["footwear", "has-t"], r.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
+        Assert.Equal(2, r.GetProperty("per_class").GetArrayLength());
+    }
+
+    [Fact]
     public void Knn_reads_idx_files_with_a_limit()
     {
         var dir = Path.Combine(Fixture.TempDir(), "fashion-tiny");
