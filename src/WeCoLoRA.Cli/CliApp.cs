@@ -14,6 +14,8 @@ public static class CliApp
             DistillCommand.Create(),
             ExportCommand.Create(),
             PredictCommand.Create(),
+            ProbeCommand.Create(),
+            KnnCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

@@ -11,7 +11,7 @@ static class EmbedCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "checkpoint file, model folder or run folder", Required = true };
-        var data = new Option<string>("--data") { Description = "folder of images (searched recursively)", Required = true };
+        var data = new Option<string>("--data") { Description = "folder of images (searched recursively), or idx:DIR:train|test, cifar10:DIR:train|test, cifar100:DIR:train|test", Required = true };
         var outFile = new Option<string>("--out") { Description = "output .safetensors file", Required = true };
         var pool = new Option<string>("--pool") { Description = "cls: class token after norm; avg: mean of patch tokens; tokens: last block output before the final norm", DefaultValueFactory = _ => "cls" };
         pool.AcceptOnlyFromAmong("cls", "avg", "tokens");
@@ -23,7 +23,7 @@ static class EmbedCommand
         cmd.SetAction(parse => CliSupport.Run(() =>
         {
             if (parse.GetValue(batchSize) < 1) throw new ArgumentException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
-            var items = ImageFolders.ListAll(parse.GetValue(data)!);
+            var items = DatasetSource.OpenUnlabeled(parse.GetValue(data)!);
             var loaded = modelOptions.Load(parse, parse.GetValue(model)!);
             var kind = parse.GetValue(pool) switch { "avg" => FeatureKind.Avg, "tokens" => FeatureKind.Tokens, _ => FeatureKind.Cls };
             var preprocess = ModelPreprocess.For(loaded.Config, parse.GetValue(cropPct));

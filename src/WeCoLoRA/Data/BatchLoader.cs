@@ -23,6 +23,7 @@ public sealed class Batch(torch.Tensor images, int[] indices) : IDisposable
 /// Decodes and transforms images on background threads and yields batches in order, with a bounded number of batches
 /// prepared ahead. Output is independent of thread timing: each sample lands in its own slot, and any randomness must come
 /// from <see cref="SampleRandom"/> (seeded by seed, epoch and item index), never from shared state.
+/// Items are decoded with <see cref="ImageItem.Load"/> (a file, or an in-memory <see cref="IImageSource"/>).
 /// A decode or transform failure is rethrown (with the file's path for decode errors) when its batch is reached.
 /// </summary>
 public sealed class BatchLoader : IDisposable
@@ -221,7 +222,7 @@ public sealed class BatchLoader : IDisposable
                     try
                     {
                         int index = job.Indices[slot];
-                        var image = ImageDecoder.Decode(_items[index].Path, _maxPixels);
+                        var image = _items[index].Load(_maxPixels);
                         _transform(index, image, job.Buffer.AsSpan(slot * sampleLen, sampleLen));
                     }
                     catch (Exception e)

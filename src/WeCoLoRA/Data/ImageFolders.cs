@@ -3,8 +3,35 @@ namespace WeCoLoRA.Data;
 /// <summary>A folder of images that cannot be listed; the message is one line naming the folder and why.</summary>
 public sealed class DataException(string message) : Exception(message);
 
-/// <summary>One image file; <see cref="Label"/> is -1 when unlabeled. <see cref="RelativePath"/> uses '/' separators.</summary>
-public sealed record ImageItem(string Path, string RelativePath, int Label);
+/// <summary>
+/// One image: a file at <see cref="Path"/>, or sample <see cref="SourceIndex"/> of an in-memory <see cref="Source"/> (IDX, CIFAR),
+/// in which case <see cref="Path"/> only names it in messages (e.g. <c>idx:/data/fashion-mnist:train#17</c>).
+/// <see cref="Label"/> is -1 when unlabeled. <see cref="RelativePath"/> uses '/' separators.
+/// </summary>
+public sealed record ImageItem(string Path, string RelativePath, int Label)
+{
+    /// <summary>Where the pixels come from when they are not a file; null = decode the file at <see cref="Path"/>.</summary>
+    public IImageSource? Source { get; init; }
+
+    /// <summary>The sample's index in <see cref="Source"/>.</summary>
+    public int SourceIndex { get; init; }
+
+    /// <summary>The image as 8-bit RGB: <see cref="Source"/>.Load(<see cref="SourceIndex"/>), or the decoded file.</summary>
+    public RgbImage Load(long maxPixels = ImageDecoder.DefaultMaxPixels) =>
+        Source is null ? ImageDecoder.Decode(Path, maxPixels) : Source.Load(SourceIndex);
+}
+
+/// <summary>Images held in memory (a decoded dataset file); <see cref="Load"/> is called concurrently from loader threads.</summary>
+public interface IImageSource
+{
+    int Count { get; }
+
+    /// <summary>Sample <paramref name="index"/> as RGB (grayscale replicated into the three channels, as PIL's convert("RGB")).</summary>
+    RgbImage Load(int index);
+
+    /// <summary>What the samples were read from, with file sizes and modification times (part of feature-cache keys).</summary>
+    string Identity { get; }
+}
 
 public static class ImageFolders
 {

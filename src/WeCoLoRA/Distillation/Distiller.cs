@@ -7,6 +7,7 @@ using WeCoLoRA.Checkpoints;
 using WeCoLoRA.Data;
 using WeCoLoRA.Lora;
 using WeCoLoRA.Models;
+using WeCoLoRA.Optimization;
 using static TorchSharp.torch;
 
 namespace WeCoLoRA.Distillation;
@@ -181,7 +182,6 @@ public sealed class Distiller
         IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken ct)
     {
         var preprocess = ModelPreprocess.For(teacher.Config);
-        var schedule = new LrSchedule(s.AbsoluteLr, s.MinLr, s.WarmupEpochs, s.Epochs);
         int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
         teacher.eval();
         student.train();
@@ -200,7 +200,7 @@ public sealed class Distiller
                 using var _ = batch;
                 if (inGroup == 0)
                 {
-                    double lr = schedule.At(epoch + (double)batchIndex / batchesPerEpoch);
+                    double lr = LrSchedule.At(epoch + (double)batchIndex / batchesPerEpoch, s.AbsoluteLr, s.WarmupEpochs, s.Epochs, s.MinLr);
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
                 }
                 double loss = MicroStep(teacher, student, batch.Images, keep);

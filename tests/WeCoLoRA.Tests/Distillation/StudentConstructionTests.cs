@@ -51,17 +51,6 @@ public sealed class StudentConstructionTests
     }
 
     [Fact]
-    public void Schedule_warms_up_linearly_then_follows_a_half_cosine()
-    {
-        var s = new LrSchedule(1e-3, 1e-5, 2, 10);
-        Assert.Equal(0, s.At(0));
-        Assert.Equal(5e-4, s.At(1), 12);
-        Assert.Equal(1e-3, s.At(2), 12);
-        Assert.Equal(1e-5 + (1e-3 - 1e-5) * 0.5, s.At(6), 12);
-        Assert.Equal(1e-5, s.At(10), 12);
-    }
-
-    [Fact]
     public void The_few_shot_subset_keeps_floor_ratio_per_class_at_least_one_and_is_seeded()
     {
         var root = Fixture.TempDir();

@@ -64,7 +64,7 @@ public sealed class PredictCliTests
         var lines = File.ReadAllLines(csv);
         Assert.Equal("image," + string.Join(",", Enumerable.Range(0, 48).Select(i => $"f{i}")), lines[0]);
         var items = ImageFolders.ListAll(Images);
-        using var expected = Evaluation.FeatureExtractor.Extract(model, items, ModelPreprocess.For(cfg), Evaluation.FeatureKind.Avg);
+        using var expected = global::WeCoLoRA.Evaluation.FeatureExtractor.Extract(model, items, ModelPreprocess.For(cfg), global::WeCoLoRA.Evaluation.FeatureKind.Avg);
         Assert.Equal(items.Count + 1, lines.Length);
         using var actual = tensor(lines.Skip(1).SelectMany(l => l.Split(',').Skip(1).Select(v => float.Parse(v, CultureInfo.InvariantCulture))).ToArray()).reshape(items.Count, 48);
         Assert.True(Fixture.MaxAbsDiff(actual, expected) <= 1e-4);
