@@ -126,7 +126,7 @@ public sealed class Distiller
         bool trains = s.Method != DistillMethod.Weco && s.Epochs > 0;
         if (trains)
         {
-            using var optimizer = CreateOptimizer(trainable);
+            using var optimizer = CreateOptimizer(trainable, s);
             if (checkpoint is not null) Restore(checkpoint, student, optimizer);
             Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, ct);
             if (s.Precision == Precision.Bf16 && spec is not null) student = Rebuild(student); // save fp32 base weights, not bf16-rounded ones
@@ -144,7 +144,7 @@ public sealed class Distiller
     }
 
     /// <summary>AdamW with the release's groups: weight decay on matrices only (not biases, norms, tokens or position embedding).</summary>
-    OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> trainable)
+    public static OptimizerHelper CreateOptimizer(IReadOnlyList<(string name, Parameter parameter)> trainable, DistillSettings s)
     {
         static bool Decays((string name, Parameter p) x) => x.p.dim() >= 2 && x.name is not ("cls_token" or "pos_embed");
         var groups = new[]
@@ -183,6 +183,7 @@ public sealed class Distiller
     {
         var preprocess = ModelPreprocess.For(teacher.Config);
         int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
+        var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep);
         teacher.eval();
         student.train();
         observer?.OnStart(s.Epochs, stepsPerEpoch, start.EpochsDone, items.Count);
@@ -203,7 +204,7 @@ public sealed class Distiller
                     double lr = LrSchedule.At(epoch + (double)batchIndex / batchesPerEpoch, s.AbsoluteLr, s.WarmupEpochs, s.Epochs, s.MinLr);
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
                 }
-                double loss = MicroStep(teacher, student, batch.Images, keep);
+                double loss = objective.Step(batch.Images, s.AccumIter);
                 if (!double.IsFinite(loss))
                     throw new DistillationException(
                         $"loss is {loss} at step {step + 1} (epoch {epoch}); batch files: {string.Join(", ", batch.Indices.Take(8).Select(i => items[i].RelativePath))}; " +
@@ -227,35 +228,5 @@ public sealed class Distiller
             var path = run.SaveCheckpoint(new CheckpointState(epoch + 1, step), trainable.Select(p => (p.name, (Tensor)p.parameter)), optimizer);
             observer?.OnCheckpoint(epoch + 1, path);
         }
-    }
-
-    /// <summary>One micro-batch: teacher targets without autograd, student forward, L1, backward (scaled for accumulation).</summary>
-    double MicroStep(VisionTransformer teacher, VisionTransformer student, Tensor images, int[] keep)
-    {
-        using var scope = NewDisposeScope();
-        bool blocks = s.Align == Alignment.Blocks;
-        bool finalNorm = s.Method is DistillMethod.WecoKd or DistillMethod.KdScratch;
-        var teacherBlocks = blocks ? new List<Tensor>() : null;
-        Tensor target;
-        using (inference_mode())
-        {
-            var t = teacher.ForwardTokens(images.to(teacher.pos_embed.dtype), teacherBlocks);
-            target = finalNorm ? teacher.NormTokens(t) : t;
-        }
-        var studentBlocks = blocks ? new List<Tensor>() : null;
-        var tokens = student.ForwardTokens(images.to(student.pos_embed.dtype), studentBlocks);
-        var output = finalNorm ? student.NormTokens(tokens) : tokens;
-        // Inference tensors cannot be saved for backward: the targets are cloned out of inference mode.
-        var loss = nn.functional.l1_loss(output.to(float32), target.to(float32).clone());
-        if (blocks)
-        {
-            // Student block i against the last teacher block of its group (the block before the next kept one).
-            var terms = new List<Tensor> { loss };
-            for (int i = 0; i < keep.Length - 1; i++)
-                terms.Add(nn.functional.l1_loss(studentBlocks![i].to(float32), teacherBlocks![keep[i + 1] - 1].to(float32).clone()));
-            loss = stack(terms).mean();
-        }
-        (loss / s.AccumIter).backward();
-        return loss.item<float>();
     }
 }
