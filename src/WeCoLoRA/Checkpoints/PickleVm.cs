@@ -72,6 +72,21 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
     /// <summary>Largest element count a view may have when it is bigger than its storage (stride-0 expansion).</summary>
     internal const long MaxExpandedElements = 1L << 26;
 
+    /// <summary>Most dimensions a tensor may have (libtorch kernels stop well before; real checkpoints use a handful).</summary>
+    internal const int MaxDims = 64;
+
+    // Bounds on the work a pickle can demand. A state dict needs a few dozen values per tensor, so these are far
+    // above any real checkpoint, and far below what would exhaust memory; past them the file is refused cleanly.
+    internal const int MaxStackDepth = 1_000_000;
+    internal const int MaxMarks = 100_000;
+    internal const int MaxMemoEntries = 10_000_000;
+    internal const long MaxObjects = 20_000_000;
+
+    /// <summary>Longest LONG1/LONG4 integer accepted, in bytes (torch.save writes at most 8).</summary>
+    internal const int MaxLongBytes = 1024;
+
+    private long _objects;
+
     private readonly List<object?> _stack = [];
     private readonly List<int> _marks = [];
     private readonly Dictionary<long, object?> _memo = [];
@@ -91,25 +106,34 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
                 case (byte)'}': Push(new PyDict()); break; // EMPTY_DICT
                 case (byte)']': Push(new PyList()); break; // EMPTY_LIST
                 case (byte)')': Push(new PyTuple([])); break; // EMPTY_TUPLE
-                case (byte)'(': _marks.Add(_stack.Count); break; // MARK
-                case (byte)'X': Push(Utf8(ReadBytes(checked((int)ReadU32(at)), at), at)); break; // BINUNICODE
+                case (byte)'(': // MARK
+                    if (_marks.Count >= MaxMarks) throw Fail(at, $"nests more than {MaxMarks} MARKs; this is not a state dict");
+                    _marks.Add(_stack.Count);
+                    break;
+                case (byte)'X': Push(Utf8(ReadBytes(LengthFromU32(at), at), at)); break; // BINUNICODE
                 case 0x8c: Push(Utf8(ReadBytes(ReadU8(at), at), at)); break; // SHORT_BINUNICODE
                 case 0x8d: Push(Utf8(ReadBytes(LengthFromU64(at), at), at)); break; // BINUNICODE8
                 case (byte)'T': Push(Latin1(ReadBytes(LengthFromI32(at), at))); break; // BINSTRING
                 case (byte)'U': Push(Latin1(ReadBytes(ReadU8(at), at))); break; // SHORT_BINSTRING
-                case (byte)'B': Push(ReadBytes(checked((int)ReadU32(at)), at).ToArray()); break; // BINBYTES
+                case (byte)'B': Push(ReadBytes(LengthFromU32(at), at).ToArray()); break; // BINBYTES
                 case (byte)'C': Push(ReadBytes(ReadU8(at), at).ToArray()); break; // SHORT_BINBYTES
                 case 0x8e: Push(ReadBytes(LengthFromU64(at), at).ToArray()); break; // BINBYTES8
-                case (byte)'q': _memo[ReadU8(at)] = Peek(at); break; // BINPUT
-                case (byte)'r': _memo[ReadU32(at)] = Peek(at); break; // LONG_BINPUT
-                case 0x94: _memo[_memo.Count] = Peek(at); break; // MEMOIZE
+                case (byte)'q': Memoize(ReadU8(at), at); break; // BINPUT
+                case (byte)'r': Memoize(ReadU32(at), at); break; // LONG_BINPUT
+                case 0x94: Memoize(_memo.Count, at); break; // MEMOIZE
                 case (byte)'h': Push(MemoGet(ReadU8(at), at)); break; // BINGET
                 case (byte)'j': Push(MemoGet(ReadU32(at), at)); break; // LONG_BINGET
                 case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(4, at))); break; // BININT
                 case (byte)'K': Push((long)ReadU8(at)); break; // BININT1
                 case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(ReadBytes(2, at))); break; // BININT2
-                case 0x8a: Push(DecodeLong(ReadBytes(ReadU8(at), at))); break; // LONG1
-                case 0x8b: Push(DecodeLong(ReadBytes(LengthFromI32(at), at))); break; // LONG4
+                case 0x8a: Push(DecodeLong(ReadBytes(ReadU8(at), at))); break; // LONG1 (at most 255 bytes)
+                case 0x8b: // LONG4
+                {
+                    int n = LengthFromI32(at);
+                    if (n > MaxLongBytes) throw Fail(at, $"has a {n}-byte integer, over the {MaxLongBytes}-byte limit; this is not a state dict");
+                    Push(DecodeLong(ReadBytes(n, at)));
+                    break;
+                }
                 case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(8, at))); break; // BINFLOAT
                 case 0x88: Push(true); break; // NEWTRUE
                 case 0x89: Push(false); break; // NEWFALSE
@@ -213,12 +237,16 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
         if (a.Items[1] is not long offset || offset < 0) throw Fail(at, "_rebuild_tensor_v2 storage offset is not a non-negative integer");
         long[] size = LongTuple(a.Items[2], "size", at), stride = LongTuple(a.Items[3], "stride", at);
         if (size.Length != stride.Length) throw Fail(at, $"_rebuild_tensor_v2 size has {size.Length} dims but stride has {stride.Length}");
+        if (size.Length > MaxDims) throw Fail(at, $"_rebuild_tensor_v2 size has {size.Length} dims, over the {MaxDims}-dim limit; the file is corrupt");
         try
         {
-            long numel = 1, last = offset;
+            long numel = 1, last = offset, extent = 1;
             for (int i = 0; i < size.Length; i++)
             {
                 numel = checked(numel * size[i]);
+                // libtorch computes contiguous strides over max(size, 1) even for empty tensors, so that product
+                // must fit as well ([0, 2^62, 4] is empty, yet copying it overflows inside torch).
+                extent = checked(extent * Math.Max(size[i], 1));
                 if (size[i] > 0) last = checked(last + (size[i] - 1) * stride[i]);
             }
             bool inside = numel == 0 ? offset <= storage.Numel : last < storage.Numel;
@@ -303,13 +331,30 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
     {
         if (b.Length == 0) return 0L;
         var big = new BigInteger(b, isUnsigned: false, isBigEndian: false);
-        return big >= long.MinValue && big <= long.MaxValue ? (long)big : big;
+        // The cast to object matters: without it the conditional's type is BigInteger and every LONG1 value
+        // (what torch.save writes for ints past 2^31, e.g. large numel) would fail the "is long" checks.
+        return big >= long.MinValue && big <= long.MaxValue ? (object)(long)big : big;
     }
 
     private object? MemoGet(long idx, int at) =>
         _memo.TryGetValue(idx, out var v) ? v : throw Fail(at, $"reads memo slot {idx}, which was never written; the file is corrupt");
 
-    private void Push(object? v) => _stack.Add(v);
+    private void Push(object? v)
+    {
+        // Every opcode that creates or copies a value goes through here, so this bounds both the live stack and
+        // the total work (containers keep what is appended to them, so the stack alone would not).
+        if (_stack.Count >= MaxStackDepth) throw Fail(_pos, $"holds more than {MaxStackDepth} values on the stack; this is not a state dict");
+        if (++_objects > MaxObjects) throw Fail(_pos, $"builds more than {MaxObjects} values; this is not a state dict");
+        _stack.Add(v);
+    }
+
+    private void Memoize(long idx, int at)
+    {
+        var v = Peek(at);
+        if (_memo.Count >= MaxMemoEntries && !_memo.ContainsKey(idx))
+            throw Fail(at, $"stores more than {MaxMemoEntries} memo entries; this is not a state dict");
+        _memo[idx] = v;
+    }
 
     private object? Pop(int at)
     {
@@ -343,6 +388,12 @@ internal sealed class PickleVm(byte[] data, string file, Func<PyTuple, long, obj
     private int ReadU8(int at) => ReadBytes(1, at)[0];
 
     private uint ReadU32(int at) => BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4, at));
+
+    private int LengthFromU32(int at)
+    {
+        uint n = ReadU32(at);
+        return n <= (uint)(data.Length - _pos) ? (int)n : throw Fail(at, $"has length {n}, but only {data.Length - _pos} bytes remain; the file is corrupt");
+    }
 
     private int LengthFromI32(int at)
     {

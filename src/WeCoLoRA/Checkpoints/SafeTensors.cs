@@ -214,42 +214,55 @@ public static class SafeTensors
 
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new CheckpointException($"'{path}': header is JSON {doc.RootElement.ValueKind}, not an object; the file is corrupt or not safetensors");
-
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var entries = new List<Entry>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            try
             {
-                string key = prop.Name;
-                if (!seen.Add(key))
-                    throw new CheckpointException($"'{path}': header key '{key}' appears twice; the file is corrupt");
-                if (key == MetadataKey)
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object)
-                        throw new CheckpointException($"'{path}': '{MetadataKey}' must be an object of strings, found {prop.Value.ValueKind}; the file is corrupt");
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw new CheckpointException($"'{path}': metadata entry '{m.Name}' is {m.Value.ValueKind}, but safetensors metadata values must be strings; the file is corrupt");
-                        metadata[m.Name] = m.Value.GetString()!;
-                    }
-                    continue;
-                }
-                entries.Add(ParseEntry(path, key, prop.Value, dataLength));
+                return ParseHeader(doc, path, dataStart, dataLength);
             }
-
-            // Offsets must not overlap: sort by begin and compare neighbours.
-            var byBegin = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ToList();
-            for (int i = 1; i < byBegin.Count; i++)
+            catch (InvalidOperationException ex)
             {
-                if (byBegin[i].Begin < byBegin[i - 1].End)
-                    throw new CheckpointException(
-                        $"'{path}': data of tensor '{byBegin[i].Key}' [{byBegin[i].Begin}, {byBegin[i].End}) overlaps tensor '{byBegin[i - 1].Key}' [{byBegin[i - 1].Begin}, {byBegin[i - 1].End}); the file is corrupt");
+                // JsonDocument accepts escapes such as "\ud800" (a lone surrogate) that cannot become a .NET string.
+                throw new CheckpointException($"'{path}': header holds a string that is not valid Unicode ({OneLine(ex.Message)}); the file is corrupt");
             }
-            return new Header(dataStart, entries, metadata);
         }
+    }
+
+    private static Header ParseHeader(JsonDocument doc, string path, long dataStart, long dataLength)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new CheckpointException($"'{path}': header is JSON {doc.RootElement.ValueKind}, not an object; the file is corrupt or not safetensors");
+
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var entries = new List<Entry>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            string key = prop.Name;
+            if (!seen.Add(key))
+                throw new CheckpointException($"'{path}': header key '{key}' appears twice; the file is corrupt");
+            if (key == MetadataKey)
+            {
+                if (prop.Value.ValueKind != JsonValueKind.Object)
+                    throw new CheckpointException($"'{path}': '{MetadataKey}' must be an object of strings, found {prop.Value.ValueKind}; the file is corrupt");
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                        throw new CheckpointException($"'{path}': metadata entry '{m.Name}' is {m.Value.ValueKind}, but safetensors metadata values must be strings; the file is corrupt");
+                    metadata[m.Name] = m.Value.GetString()!;
+                }
+                continue;
+            }
+            entries.Add(ParseEntry(path, key, prop.Value, dataLength));
+        }
+
+        // Offsets must not overlap: sort by begin and compare neighbours.
+        var byBegin = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ToList();
+        for (int i = 1; i < byBegin.Count; i++)
+        {
+            if (byBegin[i].Begin < byBegin[i - 1].End)
+                throw new CheckpointException(
+                    $"'{path}': data of tensor '{byBegin[i].Key}' [{byBegin[i].Begin}, {byBegin[i].End}) overlaps tensor '{byBegin[i - 1].Key}' [{byBegin[i - 1].Begin}, {byBegin[i - 1].End}); the file is corrupt");
+        }
+        return new Header(dataStart, entries, metadata);
     }
 
     private static Entry ParseEntry(string path, string key, JsonElement v, long dataLength)
@@ -264,15 +277,18 @@ public static class SafeTensors
 
         if (!v.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array)
             throw new CheckpointException($"'{path}': tensor '{key}' has no 'shape' array; the file is corrupt");
+        if (shapeEl.GetArrayLength() > PickleVm.MaxDims)
+            throw new CheckpointException($"'{path}': tensor '{key}' has {shapeEl.GetArrayLength()} dimensions, over the {PickleVm.MaxDims}-dimension limit; the file is corrupt");
         var shape = new long[shapeEl.GetArrayLength()];
-        long numel = 1;
+        long numel = 1, extent = 1;
         int i = 0;
         foreach (var d in shapeEl.EnumerateArray())
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0)
                 throw new CheckpointException($"'{path}': tensor '{key}' has shape entry {d.GetRawText()}, which is not a non-negative integer; the file is corrupt");
             shape[i++] = dim;
-            try { numel = checked(numel * dim); }
+            // libtorch computes contiguous strides over max(dim, 1) even when another dim is 0, so that product must fit too.
+            try { numel = checked(numel * dim); extent = checked(extent * Math.Max(dim, 1)); }
             catch (OverflowException) { throw new CheckpointException($"'{path}': tensor '{key}' shape [{string.Join(", ", shape.Take(i))}...] has too many elements; the file is corrupt"); }
         }
         long expected;

@@ -15,6 +15,16 @@ public static class TorchPickle
     /// <summary>Largest data.pkl accepted.</summary>
     public const long MaxPickleBytes = 1L << 30;
 
+    /// <summary>Most zip entries accepted (torch.save writes one per storage plus a handful).</summary>
+    public const int MaxEntries = 1_000_000;
+
+    /// <summary>
+    /// Largest ratio of an entry's declared size to its compressed size: deflate cannot do better than 1032:1, so a
+    /// higher claim is a lie (a zip bomb or a corrupt directory) and is refused before anything is allocated for it.
+    /// torch.save itself stores entries uncompressed (ratio 1).
+    /// </summary>
+    public const long MaxCompressionRatio = 1032;
+
     private static readonly string[] WrapperKeys = ["model", "state_dict", "module"];
 
     /// <summary>
@@ -27,6 +37,21 @@ public static class TorchPickle
         if (!File.Exists(path)) throw new CheckpointException($"'{path}': file not found; check the path");
 
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        try
+        {
+            return Load(fs, path);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException)
+        {
+            // Raised lazily by System.IO.Compression while reading the central directory, a local header or an
+            // entry's data (CRC mismatch, bad deflate stream, unsupported method, sizes that run past the file).
+            throw new CheckpointException($"'{path}': zip archive is corrupt ({ex.Message.ReplaceLineEndings(" ")}); the file is truncated or damaged, download or save it again");
+        }
+    }
+
+    private static Dictionary<string, torch.Tensor> Load(FileStream fs, string path)
+    {
+        long fileLength = fs.Length;
         ZipArchive zip;
         try
         {
@@ -39,6 +64,7 @@ public static class TorchPickle
         using (zip)
         {
             var (prefix, entries) = IndexEntries(zip, path);
+            foreach (var e in entries.Values) CheckDeclaredSize(e, fileLength, path);
 
             if (entries.TryGetValue(prefix + "byteorder", out var bo))
             {
@@ -50,8 +76,7 @@ public static class TorchPickle
             var pklEntry = entries[prefix + "data.pkl"];
             if (pklEntry.Length > MaxPickleBytes)
                 throw new CheckpointException($"'{path}': entry '{pklEntry.FullName}' is {pklEntry.Length} bytes, over the {MaxPickleBytes}-byte limit; the file is corrupt or not a state dict");
-            var pkl = new byte[pklEntry.Length];
-            using (var s = pklEntry.Open()) s.ReadExactly(pkl);
+            var pkl = ReadEntry(pklEntry, path);
 
             var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
             object PersistentLoad(PyTuple pid, long at)
@@ -90,9 +115,48 @@ public static class TorchPickle
         }
     }
 
+    /// <summary>Refuses sizes the file cannot back, before anything is allocated from them.</summary>
+    private static void CheckDeclaredSize(ZipArchiveEntry e, long fileLength, string path)
+    {
+        if (e.CompressedLength > fileLength)
+            throw new CheckpointException($"'{path}': zip entry '{e.FullName}' claims {e.CompressedLength} compressed bytes in a {fileLength}-byte file; the archive is corrupt");
+        if (e.Length > Math.Max(e.CompressedLength, 1) * MaxCompressionRatio)
+            throw new CheckpointException($"'{path}': zip entry '{e.FullName}' claims {e.Length} bytes from {e.CompressedLength} compressed bytes, more than deflate can encode; the archive is corrupt or a zip bomb");
+    }
+
+    /// <summary>
+    /// Reads an entry of at most <see cref="MaxPickleBytes"/> bytes. The buffer grows with the bytes that actually
+    /// arrive rather than trusting the declared size up front; fewer or more bytes than declared are refused.
+    /// </summary>
+    private static byte[] ReadEntry(ZipArchiveEntry e, string path)
+    {
+        using var s = e.Open();
+        const int Direct = 16 << 20;
+        if (e.Length <= Direct)
+        {
+            var small = new byte[e.Length];
+            int got = s.ReadAtLeast(small, small.Length, throwOnEndOfStream: false);
+            if (got < small.Length)
+                throw new CheckpointException($"'{path}': zip entry '{e.FullName}' ends after {got} of its {e.Length} bytes; the file is truncated or corrupt");
+            return small;
+        }
+        var ms = new MemoryStream();
+        var chunk = new byte[1 << 20];
+        while (ms.Length < e.Length)
+        {
+            int n = s.Read(chunk, 0, (int)Math.Min(chunk.Length, e.Length - ms.Length));
+            if (n == 0)
+                throw new CheckpointException($"'{path}': zip entry '{e.FullName}' ends after {ms.Length} of its {e.Length} bytes; the file is truncated or corrupt");
+            ms.Write(chunk, 0, n);
+        }
+        return ms.ToArray();
+    }
+
     private static (string Prefix, Dictionary<string, ZipArchiveEntry> Entries) IndexEntries(ZipArchive zip, string path)
     {
         var entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
+        if (zip.Entries.Count > MaxEntries)
+            throw new CheckpointException($"'{path}': zip archive has {zip.Entries.Count} entries, over the {MaxEntries}-entry limit; it is not a state dict");
         foreach (var e in zip.Entries)
         {
             string n = e.FullName;
@@ -176,6 +240,19 @@ public static class TorchPickle
     private static Dictionary<string, torch.Tensor> Materialize(List<(string Key, LazyTensor Tensor)> items,
         Dictionary<string, ZipArchiveEntry> entries, string prefix, string path)
     {
+        // Every key gets its own copy, so many keys viewing one storage would multiply a small file into a huge
+        // load; allow the copies (tied weights, views) up to a multiple of the stored data plus the expansion allowance.
+        long stored = 0, copied = 0;
+        foreach (var st in items.Select(i => i.Tensor.Storage).DistinctBy(s => s.Key)) stored += st.Numel;
+        foreach (var (key, lt) in items)
+        {
+            long numel = 1;
+            foreach (long d in lt.Size) numel *= d; // validated not to overflow by the VM
+            copied += numel;
+            if (copied > 4 * stored + PickleVm.MaxExpandedElements)
+                throw new CheckpointException($"'{path}': the state dict's tensors (up to key '{key}') would copy {copied} elements out of {stored} stored; views that repeat the same data this often are not supported, save contiguous tensors instead");
+        }
+
         var loaded = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
         var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
         try
