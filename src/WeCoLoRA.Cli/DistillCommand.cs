@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 using WeCoLoRA.Distillation;
 
@@ -67,9 +68,31 @@ static class DistillCommand
                 NoAugment = parse.GetValue(noAugment),
                 Workers = parse.GetValue(workers),
             };
-            var student = new Distiller(settings, new ConsoleObserver()).Run(parse.GetValue(resume), parse.GetValue(overwrite));
-            Console.Error.WriteLine($"wecolora: student written to {student}");
-            return 0;
+            // First SIGINT/SIGTERM: finish the step, checkpoint, exit 130. A second one: the default, exit at once
+            // (checkpoints are written to a temporary folder and renamed, so none is left half-written).
+            using var interrupt = new CancellationTokenSource();
+            void OnSignal(PosixSignalContext ctx)
+            {
+                if (interrupt.IsCancellationRequested) return;
+                ctx.Cancel = true;
+                interrupt.Cancel();
+                Console.Error.WriteLine("\nwecolora: stopping after this step to write a checkpoint (signal again to stop at once)");
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            try
+            {
+                var student = new Distiller(settings, new ConsoleObserver()).Run(parse.GetValue(resume), parse.GetValue(overwrite), interrupt.Token);
+                Console.Error.WriteLine($"wecolora: student written to {student}");
+                return 0;
+            }
+            catch (RunInterruptedException e)
+            {
+                var args = parse.Tokens.Select(t => t.Value.Contains(' ') ? $"'{t.Value}'" : t.Value).ToList();
+                if (!parse.GetValue(resume)) args.Add("--resume");
+                Console.Error.WriteLine($"wecolora: {e.Message}; continue with: ./wecolora {string.Join(' ', args)}");
+                return 130;
+            }
         }));
         return cmd;
     }
@@ -106,10 +129,12 @@ static class DistillCommand
             }
         }
 
-        public void OnCheckpoint(int epochsDone, string path)
+        public void OnCheckpoint(CheckpointState state, string path)
         {
             if (live) Console.Error.WriteLine();
-            Console.Error.WriteLine($"wecolora: epoch {epochsDone} done, checkpoint {path}");
+            Console.Error.WriteLine(state.BatchesDone == 0
+                ? $"wecolora: epoch {state.Epoch} done, checkpoint {path}"
+                : $"wecolora: checkpoint {path} (epoch {state.Epoch + 1}, batch {state.BatchesDone})");
         }
 
         public void OnNote(string message) => Console.Error.WriteLine($"wecolora: {message}");

@@ -15,12 +15,18 @@ namespace WeCoLoRA.Distillation;
 /// <summary>A run cannot go on (non-finite loss, a resume that does not match); the message says why and what was kept.</summary>
 public sealed class DistillationException(string message) : Exception(message);
 
+/// <summary>The run stopped on request after writing <see cref="Checkpoint"/>; <c>--resume</c> continues it.</summary>
+public sealed class RunInterruptedException(string checkpoint) : Exception($"interrupted; checkpoint written to {checkpoint}")
+{
+    public string Checkpoint { get; } = checkpoint;
+}
+
 /// <summary>What a run reports while it goes.</summary>
 public interface IDistillObserver
 {
     void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images);
     void OnStep(StepMetrics metrics);
-    void OnCheckpoint(int epochsDone, string path);
+    void OnCheckpoint(CheckpointState state, string path);
     void OnNote(string message);
 }
 
@@ -77,8 +83,11 @@ public sealed class Distiller
         return student;
     }
 
-    /// <summary>Runs (or resumes) the distillation; returns the student folder.</summary>
-    public string Run(bool resume = false, bool overwrite = false, CancellationToken ct = default)
+    /// <summary>
+    /// Runs (or resumes) the distillation; returns the student folder. When <paramref name="interrupt"/> fires, the
+    /// current optimizer step finishes, a checkpoint is written and <see cref="RunInterruptedException"/> is thrown.
+    /// </summary>
+    public string Run(bool resume = false, bool overwrite = false, CancellationToken interrupt = default)
     {
         var teacherLoaded = ModelLoader.Load(s.Teacher);
         var teacher = teacherLoaded.Model;
@@ -87,7 +96,7 @@ public sealed class Distiller
         var items = FewShotSubset.Select(s.Data, s.Ratio, s.Seed);
         var settingsJson = JsonSerializer.SerializeToNode(s, DistillSettings.Json)!.AsObject();
 
-        CheckpointState start = new(0, 0);
+        CheckpointState start = new(0, 0, 0);
         string? checkpoint = null;
         if (resume && run.HoldsRun)
         {
@@ -97,7 +106,7 @@ public sealed class Distiller
             checkpoint = run.LatestCheckpoint();
             if (checkpoint is not null) start = RunFolder.ReadState(checkpoint);
             run.TruncateMetrics(start.Step);
-            observer?.OnNote(checkpoint is null ? "no checkpoint yet: starting from step 0" : $"resuming after epoch {start.EpochsDone} (step {start.Step}) from {checkpoint}");
+            observer?.OnNote(checkpoint is null ? "no checkpoint yet: starting from step 0" : $"resuming at epoch {start.Epoch + 1}, batch {start.BatchesDone} (step {start.Step}) from {checkpoint}");
         }
         else
         {
@@ -128,7 +137,7 @@ public sealed class Distiller
         {
             using var optimizer = CreateOptimizer(trainable, s);
             if (checkpoint is not null) Restore(checkpoint, student, optimizer);
-            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, ct);
+            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, interrupt);
             if (s.Precision == Precision.Bf16 && spec is not null) student = Rebuild(student); // save fp32 base weights, not bf16-rounded ones
         }
         ModelFiles.Save(student, run.StudentDir, spec, new Dictionary<string, string> { ["wecolora.method"] = JsonSerializer.Serialize(s.Method, DistillSettings.Json).Trim('"') });
@@ -179,24 +188,35 @@ public sealed class Distiller
     }
 
     void Train(VisionTransformer teacher, VisionTransformer student, List<(string name, Parameter parameter)> trainable, OptimizerHelper optimizer,
-        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken ct)
+        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken interrupt)
     {
         var preprocess = ModelPreprocess.For(teacher.Config);
         int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
         var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep);
         teacher.eval();
         student.train();
-        observer?.OnStart(s.Epochs, stepsPerEpoch, start.EpochsDone, items.Count);
+        observer?.OnStart(s.Epochs, stepsPerEpoch, start.Epoch, items.Count);
         long step = start.Step;
-        for (int epoch = start.EpochsDone; epoch < s.Epochs; epoch++)
+        string Save(int epoch, int batchesDone)
         {
+            var state = batchesDone == batchesPerEpoch ? new CheckpointState(epoch + 1, 0, step) : new CheckpointState(epoch, batchesDone, step);
+            var path = run.SaveCheckpoint(state, trainable.Select(p => (p.name, (Tensor)p.parameter)), optimizer);
+            observer?.OnCheckpoint(state, path);
+            return path;
+        }
+        for (int epoch = start.Epoch; epoch < s.Epochs; epoch++)
+        {
+            // The epoch's order and every sample's augmentation depend only on (seed, epoch, index): a resumed run
+            // skips the batches already done and sees exactly what an uninterrupted run would.
             var order = Enumerable.Range(0, items.Count).ToArray();
             new Random(HashCode.Combine(s.Seed, epoch) & int.MaxValue).Shuffle(order);
-            using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch, order, s.Workers);
-            int batchIndex = 0, inGroup = 0, groupImages = 0;
+            int batchIndex = epoch == start.Epoch ? start.BatchesDone : 0;
+            using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch,
+                order[Math.Min(order.Length, batchIndex * s.BatchSize)..], s.Workers);
+            int inGroup = 0, groupImages = 0;
             double groupLoss = 0;
             var clock = Stopwatch.StartNew();
-            foreach (var batch in loader.GetBatches(ct))
+            foreach (var batch in loader.GetBatches())
             {
                 using var _ = batch;
                 if (inGroup == 0)
@@ -218,15 +238,19 @@ public sealed class Distiller
                     optimizer.step();
                     optimizer.zero_grad();
                     step++;
-                    var m = new StepMetrics(epoch, step, groupLoss / inGroup, optimizer.ParamGroups.First().LearningRate, groupImages / clock.Elapsed.TotalSeconds);
+                    var m = new StepMetrics(epoch, step, groupLoss / inGroup, optimizer.ParamGroups.First().LearningRate,
+                        groupImages / clock.Elapsed.TotalSeconds, Environment.WorkingSet / (1024.0 * 1024.0));
                     run.AppendMetrics(m);
                     observer?.OnStep(m);
                     (inGroup, groupLoss, groupImages) = (0, 0, 0);
                     clock.Restart();
+                    // An interrupt (SIGINT/SIGTERM) lets the step finish, then checkpoints where the run stands.
+                    if (interrupt.IsCancellationRequested && batchIndex < batchesPerEpoch)
+                        throw new RunInterruptedException(Save(epoch, batchIndex));
                 }
             }
-            var path = run.SaveCheckpoint(new CheckpointState(epoch + 1, step), trainable.Select(p => (p.name, (Tensor)p.parameter)), optimizer);
-            observer?.OnCheckpoint(epoch + 1, path);
+            var path = Save(epoch, batchesPerEpoch);
+            if (interrupt.IsCancellationRequested && epoch + 1 < s.Epochs) throw new RunInterruptedException(path);
         }
     }
 }

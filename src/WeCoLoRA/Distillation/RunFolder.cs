@@ -7,14 +7,14 @@ using static TorchSharp.torch;
 namespace WeCoLoRA.Distillation;
 
 /// <summary>The state of one optimizer step, as logged to metrics.jsonl and shown on the terminal.</summary>
-public sealed record StepMetrics(int Epoch, long Step, double Loss, double Lr, double ImagesPerSecond);
+public sealed record StepMetrics(int Epoch, long Step, double Loss, double Lr, double ImagesPerSecond, double RssMb);
 
-/// <summary>What a checkpoint holds besides tensors: where in the run it was taken.</summary>
-public sealed record CheckpointState(int EpochsDone, long Step);
+/// <summary>Where in the run a checkpoint was taken: the next batch to run is batch <paramref name="BatchesDone"/> of <paramref name="Epoch"/>.</summary>
+public sealed record CheckpointState(int Epoch, int BatchesDone, long Step);
 
 /// <summary>
-/// A run's folder: config.json, subset.txt, metrics.jsonl, checkpoints/epoch-NNNN (the last two kept, each written to a
-/// temporary folder and renamed into place), and student/.
+/// A run's folder: config.json, subset.txt, metrics.jsonl, checkpoints/step-NNNNNNNN (after every epoch and on
+/// interrupt; the last two kept, each written to a temporary folder, fsynced and renamed into place), and student/.
 /// </summary>
 public sealed class RunFolder(string root)
 {
@@ -52,7 +52,7 @@ public sealed class RunFolder(string root)
 
     public void AppendMetrics(StepMetrics m)
     {
-        var line = JsonSerializer.Serialize(new { epoch = m.Epoch, step = m.Step, loss = m.Loss, lr = m.Lr, images_per_s = Math.Round(m.ImagesPerSecond, 2) });
+        var line = JsonSerializer.Serialize(new { epoch = m.Epoch, step = m.Step, loss = m.Loss, lr = m.Lr, images_per_s = Math.Round(m.ImagesPerSecond, 2), rss_mb = Math.Round(m.RssMb, 1) });
         File.AppendAllText(MetricsPath, line + "\n");
     }
 
@@ -69,17 +69,26 @@ public sealed class RunFolder(string root)
     public string SaveCheckpoint(CheckpointState state, IEnumerable<(string Name, Tensor Value)> trainable, OptimizerHelper optimizer)
     {
         Directory.CreateDirectory(CheckpointsDir);
-        var final = Path.Combine(CheckpointsDir, $"epoch-{state.EpochsDone:D4}");
+        var final = Path.Combine(CheckpointsDir, $"step-{state.Step:D8}");
         var tmp = final + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        SafeTensors.Save(Path.Combine(tmp, "trainable.safetensors"), trainable.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Value)));
-        var opt = Path.Combine(tmp, "optimizer.bin");
-        optimizer.save_state_dict(opt);
-        Fsync(opt);
-        var stateFile = Path.Combine(tmp, "state.json");
-        File.WriteAllText(stateFile, JsonSerializer.Serialize(state));
-        Fsync(stateFile);
+        try
+        {
+            SafeTensors.Save(Path.Combine(tmp, "trainable.safetensors"), trainable.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Value)));
+            var opt = Path.Combine(tmp, "optimizer.bin");
+            optimizer.save_state_dict(opt);
+            Fsync(opt);
+            var stateFile = Path.Combine(tmp, "state.json");
+            File.WriteAllText(stateFile, JsonSerializer.Serialize(state));
+            Fsync(stateFile);
+        }
+        catch (IOException e)
+        {
+            // Disk full or similar: drop the partial folder; the previous checkpoint was never touched.
+            try { Directory.Delete(tmp, true); } catch (IOException) { }
+            throw new IOException($"writing checkpoint {final} failed ({e.Message}); the previous checkpoint {LatestCheckpoint() ?? "(none)"} is intact, free space and --resume", e);
+        }
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(tmp, final);
         foreach (var old in CompleteCheckpoints().SkipLast(CheckpointsKept)) Directory.Delete(old, true);
@@ -94,7 +103,7 @@ public sealed class RunFolder(string root)
 
     IEnumerable<string> CompleteCheckpoints() =>
         Directory.Exists(CheckpointsDir)
-            ? Directory.GetDirectories(CheckpointsDir, "epoch-*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
+            ? Directory.GetDirectories(CheckpointsDir, "step-*").Where(d => !d.EndsWith(".tmp", StringComparison.Ordinal)).Order(StringComparer.Ordinal)
             : [];
 
     public string? LatestCheckpoint() => CompleteCheckpoints().LastOrDefault();

@@ -38,7 +38,7 @@ public sealed class DistillerTests
         {
             if (m.Step == step) throw new OperationCanceledException("simulated kill");
         }
-        public void OnCheckpoint(int epochsDone, string path) { }
+        public void OnCheckpoint(CheckpointState state, string path) { }
         public void OnNote(string message) { }
     }
 
@@ -90,7 +90,7 @@ public sealed class DistillerTests
         Assert.Equal("wecolora", config["settings"]!["method"]!.GetValue<string>());
         Assert.Equal(new[] { 0, 2 }, config["kept_blocks"]!.AsArray().Select(n => n!.GetValue<int>()));
         Assert.Equal(6, File.ReadAllLines(Path.Combine(run, "subset.txt")).Length);
-        Assert.Equal(["epoch-0002", "epoch-0003"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order());
+        Assert.Equal(["step-00000004", "step-00000006"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order());
         var m = Metrics(run);
         Assert.Equal(6, m.Count); // 6 images, batch 4: 2 steps per epoch
         Assert.All(m, line => Assert.NotNull(line["images_per_s"]));
@@ -128,7 +128,7 @@ public sealed class DistillerTests
         var run = Path.Combine(Fixture.TempDir(), "run");
         var s = Settings(MakeData(), run) with { Method = method, Epochs = 1 };
         new Distiller(s).Run();
-        var trainable = SafeTensors.Load(Path.Combine(run, "checkpoints", "epoch-0001", "trainable.safetensors")).Keys.ToList();
+        var trainable = SafeTensors.Load(Path.Combine(run, "checkpoints", "step-00000003", "trainable.safetensors")).Keys.ToList();
         if (method == DistillMethod.LoraQv)
         {
             Assert.All(trainable, k => Assert.Matches(@"attn\.qkv\.lora_[AB]\.[qv]\.weight$", k));
