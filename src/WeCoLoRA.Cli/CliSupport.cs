@@ -24,6 +24,29 @@ static class CliSupport
         }
     }
 
+    static readonly Option<bool> Strict = new("--strict") { Description = "stop at the first unusable image instead of skipping it with a warning" };
+    static readonly Option<long> MaxPixels = new("--max-pixels") { Description = "refuse images with more pixels (decompression bombs)", DefaultValueFactory = _ => ImageDecoder.DefaultMaxPixels };
+
+    /// <summary>--strict and --max-pixels, for commands that read image folders.</summary>
+    public static void AddImageOptions(Command command)
+    {
+        command.Options.Add(Strict);
+        command.Options.Add(MaxPixels);
+    }
+
+    public static bool IsStrict(ParseResult parse) => parse.GetValue(Strict);
+
+    public static long MaxPixelsOf(ParseResult parse) => parse.GetValue(MaxPixels);
+
+    /// <summary>The images that decode; each other one is a warning line, and the count closes the list.</summary>
+    public static IReadOnlyList<ImageItem> UsableImages(IReadOnlyList<ImageItem> items, ParseResult parse)
+    {
+        var scan = ImageScan.Check(items, IsStrict(parse), MaxPixelsOf(parse), w => Console.Error.WriteLine($"wecolora: warning: {w}"));
+        if (scan.Skipped.Count > 0)
+            Console.Error.WriteLine($"wecolora: {scan.Skipped.Count} of {items.Count} images skipped (--strict makes the first one fatal)");
+        return scan.Usable;
+    }
+
     /// <summary>Progress on stderr when it is a terminal; occasional plain lines otherwise (logs stay readable).</summary>
     public static T WithProgress<T>(string label, int total, Func<IProgress<int>, T> work)
     {

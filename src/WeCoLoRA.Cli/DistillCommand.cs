@@ -40,6 +40,7 @@ static class DistillCommand
             teacher, data, outDir, method, ratio, r, keep, rank, alpha, targets, align, epochs, warmup, batchSize, accum,
             blr, lr, minLr, wd, seed, precision, noAugment, workers, resume, overwrite,
         };
+        CliSupport.AddImageOptions(cmd);
         cmd.SetAction(parse => CliSupport.Run(() =>
         {
             var settings = new DistillSettings
@@ -67,6 +68,8 @@ static class DistillCommand
                 Precision = DistillSettings.ParseEnum<Precision>(parse.GetValue(precision)!, "--precision"),
                 NoAugment = parse.GetValue(noAugment),
                 Workers = parse.GetValue(workers),
+                Strict = CliSupport.IsStrict(parse),
+                MaxPixels = CliSupport.MaxPixelsOf(parse),
             };
             // First SIGINT/SIGTERM: finish the step, checkpoint, exit 130. A second one: the default, exit at once
             // (checkpoints are written to a temporary folder and renamed, so none is left half-written).

@@ -20,10 +20,11 @@ static class EmbedCommand
         var modelOptions = new ModelOptions();
         var cmd = new Command("embed", "Write the features of every image in a folder to a safetensors file.") { model, data, outFile, pool, cropPct, batchSize };
         modelOptions.AddTo(cmd);
+        CliSupport.AddImageOptions(cmd);
         cmd.SetAction(parse => CliSupport.Run(() =>
         {
             if (parse.GetValue(batchSize) < 1) throw new ArgumentException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
-            var items = DatasetSource.OpenUnlabeled(parse.GetValue(data)!);
+            var items = CliSupport.UsableImages(DatasetSource.OpenUnlabeled(parse.GetValue(data)!), parse);
             var loaded = modelOptions.Load(parse, parse.GetValue(model)!);
             var kind = parse.GetValue(pool) switch { "avg" => FeatureKind.Avg, "tokens" => FeatureKind.Tokens, _ => FeatureKind.Cls };
             var preprocess = ModelPreprocess.For(loaded.Config, parse.GetValue(cropPct));

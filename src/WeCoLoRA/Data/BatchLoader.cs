@@ -85,12 +85,13 @@ public sealed class BatchLoader : IDisposable
     /// otherwise <see cref="Preprocess.Train"/> with <see cref="SampleRandom"/>(seed, epoch, item index).
     /// </summary>
     public static BatchLoader ForPreprocess(IReadOnlyList<ImageItem> items, int batchSize, Preprocess preprocess,
-        int? trainSeed = null, int epoch = 0, int[]? order = null, int workers = 0, int prefetch = 3, bool dropLast = false)
+        int? trainSeed = null, int epoch = 0, int[]? order = null, int workers = 0, int prefetch = 3, bool dropLast = false,
+        long maxPixels = ImageDecoder.DefaultMaxPixels)
     {
         SampleTransform t = trainSeed is int seed
             ? (i, img, dst) => preprocess.Normalize(preprocess.Train(img, SampleRandom(seed, epoch, i)), dst)
             : (_, img, dst) => preprocess.Normalize(preprocess.Eval(img), dst);
-        return new BatchLoader(items, batchSize, preprocess.ImgSize, preprocess.ImgSize, t, order, workers, prefetch, dropLast);
+        return new BatchLoader(items, batchSize, preprocess.ImgSize, preprocess.ImgSize, t, order, workers, prefetch, dropLast, maxPixels);
     }
 
     /// <summary>The per-sample random source: a <see cref="Random"/> seeded by a hash of (seed, epoch, item index).</summary>

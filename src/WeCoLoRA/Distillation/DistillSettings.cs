@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using WeCoLoRA.Data;
 
 namespace WeCoLoRA.Distillation;
 
@@ -66,7 +67,10 @@ public sealed record DistillSettings
     public Precision Precision { get; init; } = Precision.Fp32;
     public bool NoAugment { get; init; }
     public int Workers { get; init; }
+    /// <summary>Stop at the first unusable image instead of skipping it with a warning.</summary>
     public bool Strict { get; init; }
+    /// <summary>Images with more pixels are refused (decompression bombs).</summary>
+    public long MaxPixels { get; init; } = ImageDecoder.DefaultMaxPixels;
 
     public int EffectiveBatch => BatchSize * AccumIter;
     public double AbsoluteLr => Lr ?? Blr * EffectiveBatch / 256.0;
@@ -86,6 +90,7 @@ public sealed record DistillSettings
         Check(MinLr >= 0, $"--min-lr {MinLr} must be >= 0");
         Check(Alpha is null or > 0, $"--alpha {Alpha} must be positive");
         Check(Workers >= 0, $"--workers {Workers} must be >= 0");
+        Check(MaxPixels > 0, $"--max-pixels {MaxPixels} must be positive");
         return this;
     }
 

@@ -52,6 +52,19 @@ public sealed class Distiller
         _ => null,
     };
 
+    /// <summary>The few-shot subset without the files that do not decode (each reported); no class may end empty.</summary>
+    IReadOnlyList<ImageItem> UsableSubset()
+    {
+        var subset = FewShotSubset.Select(s.Data, s.Ratio, s.Seed);
+        var scan = ImageScan.Check(subset, s.Strict, s.MaxPixels, w => observer?.OnNote(w), s.Workers);
+        if (scan.Skipped.Count == 0) return scan.Usable;
+        observer?.OnNote($"{scan.Skipped.Count} of {subset.Count} images skipped (--strict makes the first one fatal)");
+        var emptied = subset.Select(FewShotSubset.GroupOf).Distinct().Except(scan.Usable.Select(FewShotSubset.GroupOf)).ToList();
+        if (emptied.Count > 0)
+            throw new DistillationException($"class folder '{emptied[0]}' has no usable image in the --ratio {s.Ratio} subset; fix or remove its files, or raise --ratio");
+        return scan.Usable;
+    }
+
     /// <summary>Teacher blocks kept in the student.</summary>
     public static int[] KeptBlocks(DistillSettings s, int teacherDepth) =>
         s.Keep is { } keep ? WeightCopy.ParseKeep(string.Join(",", keep), teacherDepth) : WeightCopy.EveryRth(teacherDepth, s.R);
@@ -93,7 +106,7 @@ public sealed class Distiller
         var teacher = teacherLoaded.Model;
         foreach (var note in teacherLoaded.Notes) observer?.OnNote($"teacher: {note}");
         var keep = KeptBlocks(s, teacher.Config.Depth);
-        var items = FewShotSubset.Select(s.Data, s.Ratio, s.Seed);
+        var items = UsableSubset();
         var settingsJson = JsonSerializer.SerializeToNode(s, DistillSettings.Json)!.AsObject();
 
         CheckpointState start = new(0, 0, 0);
@@ -212,7 +225,7 @@ public sealed class Distiller
             new Random(HashCode.Combine(s.Seed, epoch) & int.MaxValue).Shuffle(order);
             int batchIndex = epoch == start.Epoch ? start.BatchesDone : 0;
             using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch,
-                order[Math.Min(order.Length, batchIndex * s.BatchSize)..], s.Workers);
+                order[Math.Min(order.Length, batchIndex * s.BatchSize)..], s.Workers, maxPixels: s.MaxPixels);
             int inGroup = 0, groupImages = 0;
             double groupLoss = 0;
             var clock = Stopwatch.StartNew();

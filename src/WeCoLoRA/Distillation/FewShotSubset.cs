@@ -13,7 +13,7 @@ public static class FewShotSubset
     {
         if (ratio <= 0 || ratio > 1) throw new ArgumentException($"--ratio {ratio} must be in (0, 1]");
         var all = ImageFolders.ListAll(root);
-        var groups = all.GroupBy(i => i.RelativePath.Contains('/') ? i.RelativePath[..i.RelativePath.IndexOf('/')] : "");
+        var groups = all.GroupBy(GroupOf);
         var kept = new List<ImageItem>();
         foreach (var group in groups)
         {
@@ -23,4 +23,8 @@ public static class FewShotSubset
         }
         return kept.OrderBy(i => i.RelativePath, StringComparer.Ordinal).ToList();
     }
+
+    /// <summary>The class folder an image is sampled in: its top-level sub-folder, or "" for files at the top.</summary>
+    public static string GroupOf(ImageItem item) =>
+        item.RelativePath.Contains('/') ? item.RelativePath[..item.RelativePath.IndexOf('/')] : "";
 }
