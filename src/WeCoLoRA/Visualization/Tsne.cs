@@ -91,18 +91,20 @@ public static class Tsne
             var lo = full(m, 1, double.NegativeInfinity, dtype: float64);
             var hi = full(m, 1, double.PositiveInfinity, dtype: float64);
             var converged = zeros(m, 1, dtype: @bool);
-            (Tensor P, Tensor Sum) Rows(Tensor b)
+            // exp(−β d) off the diagonal, its row sums S (1e-8 when all underflow, as scikit-learn) and Σ d·exp(−β d).
+            (Tensor E, Tensor Sum) Kernel(Tensor b)
             {
-                var e = (-d * b).exp_().masked_fill_(self, 0.0);
+                var e = d.mul(b.neg()).exp_().masked_fill_(self, 0.0);
                 var sum = e.sum(1, keepdim: true);
-                sum = where(sum == 0, full_like(sum, 1e-8), sum);
-                return (e / sum, sum);
+                return (e, where(sum == 0, full_like(sum, 1e-8), sum));
             }
             for (int step = 0; step < steps; step++)
             {
                 using var stepScope = NewDisposeScope();
-                var (pr, sumP) = Rows(beta);
-                var entropy = sumP.log() + beta * (d * pr).sum(1, keepdim: true);
+                var (e, sumP) = Kernel(beta);
+                var weighted = d.unsqueeze(1).bmm(e.unsqueeze(2)).reshape(m, 1); // row-wise Σ_j d_ij e_ij without an N×N temporary
+                // H = log S + β Σ_j d_ij p_ij with p = e / S.
+                var entropy = sumP.log() + beta * weighted / sumP;
                 var diff = entropy - desired;
                 converged.logical_or_(diff.abs() <= tolerance);
                 if (converged.all().item<bool>()) break;
@@ -117,7 +119,8 @@ public static class Tsne
                 hi.copy_(newHi);
                 beta.copy_(newBeta);
             }
-            result.narrow(0, start, m).copy_(Rows(beta).P);
+            var (final, finalSum) = Kernel(beta);
+            result.narrow(0, start, m).copy_(final.div_(finalSum));
         }
         return result;
     }
@@ -211,27 +214,26 @@ public static class Tsne
     /// <summary>KL(exaggeration·P ‖ Q) and its gradient 4 Σ_j (p_ij − q_ij)(1 + |y_i − y_j|²)⁻¹ (y_i − y_j).</summary>
     static double KlDivergence(Tensor p, Tensor y, out Tensor gradient, double exaggeration, bool withGradient, bool withError = true)
     {
+        // Few passes over the N×N memory: this is the whole cost of an iteration.
         using var scope = NewDisposeScope();
         var sq = (y * y).sum(1, keepdim: true);
-        var w = y.mm(y.t()).mul_(-2).add_(sq).add_(sq.t()).clamp_min_(0).add_(1).reciprocal_(); // Student-t kernel
+        // 1 + |y_i|² + |y_j|² − 2 y_i·y_j in one addmm, floored at 1 (distances are ≥ 0), inverted: the Student-t kernel W.
+        var w = addmm(sq.t() + 1, y, y.t(), beta: 1, alpha: -2).add_(sq).clamp_min_(1).reciprocal_();
         w.diagonal().zero_();
-        var z = w.sum();
-        var q = (w / z).clamp_min_(MachineEpsilon);
-        q.diagonal().zero_();
+        double z = w.sum().item<float>();
         double kl = double.NaN;
         if (withError)
         {
-            // Σ P log(P / Q) over i ≠ j (the diagonal of P is 0 and contributes nothing).
+            // Σ P log(P / Q) with Q = max(W / Z, ε), over i ≠ j (P's diagonal is 0 and contributes nothing).
             var scaled = p * exaggeration;
-            var logRatio = scaled.clamp_min(MachineEpsilon).log_().sub_(q.clamp_min(MachineEpsilon).log_());
-            kl = (scaled * logRatio).sum().item<float>();
+            var logRatio = scaled.clamp_min(MachineEpsilon).log_().sub_(w.div(z).clamp_min_(MachineEpsilon).log_());
+            kl = scaled.mul_(logRatio).sum().item<float>();
         }
         gradient = null!;
         if (withGradient)
         {
-            var pq = q.neg_().add_(p, alpha: exaggeration).mul_(w); // (P − Q) ∘ W, reusing Q's memory
-            var g = (pq.sum(1, keepdim: true) * y - pq.mm(y)) * 4.0;
-            gradient = g.MoveToOuterDisposeScope();
+            var pq = w.mul(-1.0 / z).add_(p, alpha: exaggeration).mul_(w); // (P − Q) ∘ W
+            gradient = y.mul(pq.sum(1, keepdim: true)).sub_(pq.mm(y)).mul_(4.0).MoveToOuterDisposeScope();
         }
         return kl;
     }
