@@ -16,6 +16,8 @@ public static class CliApp
             PredictCommand.Create(),
             ProbeCommand.Create(),
             KnnCommand.Create(),
+            AttentionCommand.Create(),
+            TsneCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

@@ -84,12 +84,25 @@ public sealed class Attention : LinearHost
         }
     }
 
+    /// <summary>
+    /// When set, every forward appends its attention probabilities softmax(q kᵀ / √head_dim), [B, heads, N, N], computed
+    /// explicitly from the same qkv output (adapters included); the caller owns and disposes them. Null (the default)
+    /// leaves the fused scaled_dot_product_attention path untouched.
+    /// </summary>
+    public List<Tensor>? AttentionCapture { get; set; }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
         // [B, N, 3C] -> [3, B, heads, N, head_dim]
         var parts = qkv.call(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
+        if (AttentionCapture is { } capture)
+        {
+            double scale = 1.0 / Math.Sqrt(c / numHeads);
+            var probs = functional.softmax(parts[0].matmul(parts[1].transpose(-2, -1)) * scale, -1);
+            capture.Add(probs.DetachFromDisposeScope());
+        }
         var o = functional.scaled_dot_product_attention(parts[0], parts[1], parts[2]);
         return proj.call(o.transpose(1, 2).reshape(b, n, c)).MoveToOuterDisposeScope();
     }
@@ -211,6 +224,31 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
             x = next;
         }
         return x;
+    }
+
+    /// <summary>
+    /// Every block's attention probabilities for <paramref name="images"/>, in block order: [B, heads, 1+N, 1+N] each,
+    /// softmax(q kᵀ / √head_dim) from each block's own qkv map (LoRA adapters included). The caller disposes them.
+    /// </summary>
+    public List<Tensor> ForwardAttention(Tensor images)
+    {
+        var captured = new List<Tensor>(blocks.Count);
+        foreach (var block in blocks) block.attn.AttentionCapture = captured;
+        try
+        {
+            using var scope = NewDisposeScope();
+            ForwardTokens(images);
+            return captured;
+        }
+        catch
+        {
+            foreach (var t in captured) t.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var block in blocks) block.attn.AttentionCapture = null;
+        }
     }
 
     /// <summary>The final-norm output of all tokens (timm's forward_features).</summary>
