@@ -16,6 +16,7 @@ public static class CliApp
             PredictCommand.Create(),
             ProbeCommand.Create(),
             KnnCommand.Create(),
+            BenchCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
