@@ -72,6 +72,8 @@ public sealed record Comparison(BenchOptions Options, IReadOnlyList<ChildRun> Ou
         sb.AppendLine(c, $"  ours {OursImagesPerSecond:F2} img/s [{string.Join(", ", Ours.Select(r => r.ImagesPerSecond.ToString("F2", c)))}]  peer {PeerImagesPerSecond:F2} img/s [{string.Join(", ", Peer.Select(r => r.ImagesPerSecond.ToString("F2", c)))}]");
         sb.AppendLine(c, $"  ratio ours/peer {Ratio:F2}x (pairs: {string.Join(", ", PairRatios.Select(r => r.ToString("F2", c)))}){(PeakGFlops is null ? "" : $"  MFU ours {OursMfu:P1}, peer {PeerMfu:P1} (peak {PeakGFlops:F0} GFLOP/s)")}");
         sb.AppendLine(c, $"  peak RSS ours {OursPeakRssMb:F0} MB, peer {PeerPeakRssMb:F0} MB");
+        if (Ours.Count > 0 && Ours[^1].Json["phase_share"] is JsonObject share)
+            sb.AppendLine(c, $"  ours by phase (last run): {string.Join(" | ", share.Select(kv => $"{kv.Key} {kv.Value!.GetValue<double>():P1}"))}");
         return sb.ToString();
     }
 }
