@@ -55,18 +55,11 @@ static class BenchCommand
             if (parse.GetValue(pairs) < 1) throw new ArgumentException($"--pairs {parse.GetValue(pairs)} must be at least 1");
             var script = ReferenceComparison.Locate(parse.GetValue(reference));
             var self = ReferenceComparison.Self("bench");
-            (double, double)? peaks = null;
-            if (!parse.GetValue(noPeak))
-            {
-                TorchSharp.torch.set_num_threads(configs[0].ResolvedThreads);
-                peaks = (MatmulPeak.Measure(TorchSharp.torch.ScalarType.Float32, parse.GetValue(peakSize)), MatmulPeak.Measure(TorchSharp.torch.ScalarType.BFloat16, parse.GetValue(peakSize)));
-                Console.Error.WriteLine($"bench: matmul peak fp32 {peaks.Value.Item1:F1}, bf16 {peaks.Value.Item2:F1} GFLOP/s");
-            }
             var results = new JsonArray();
             foreach (var config in configs)
             {
                 Console.Error.WriteLine($"bench: {config.Model} {parse.GetValue(precision)} vs {script}");
-                var c = ReferenceComparison.Run(config, parse.GetValue(pairs), self, parse.GetValue(python)!, script, peaks, m => Console.Error.WriteLine($"bench: {m}"));
+                var c = ReferenceComparison.Run(config, parse.GetValue(pairs), self, parse.GetValue(python)!, script, m => Console.Error.WriteLine($"bench: {m}"));
                 if (asJson) results.Add(c.ToJson());
                 else Console.WriteLine(c.ToText());
             }

@@ -14,7 +14,7 @@ public sealed record ChildRun(string Who, JsonObject Json, double? PeakRssMb, do
 }
 
 /// <summary>Ours against the peer for one configuration, runs alternated A B A B …</summary>
-public sealed record Comparison(BenchOptions Options, IReadOnlyList<ChildRun> Ours, IReadOnlyList<ChildRun> Peer, StepFlops Flops, double? PeakGFlops)
+public sealed record Comparison(BenchOptions Options, IReadOnlyList<ChildRun> Ours, IReadOnlyList<ChildRun> Peer, StepFlops Flops)
 {
     static double Median(IEnumerable<double> v)
     {
@@ -30,8 +30,30 @@ public sealed record Comparison(BenchOptions Options, IReadOnlyList<ChildRun> Ou
     public IEnumerable<double> PairRatios => Ours.Zip(Peer, (a, b) => a.ImagesPerSecond / b.ImagesPerSecond);
     public double? OursPeakRssMb => Ours.Max(r => r.PeakRssMb);
     public double? PeerPeakRssMb => Peer.Max(r => r.PeakRssMb);
-    /// <summary>Achieved matmul GFLOP/s over the measured matmul peak of the precision (same FLOP count for both: same math).</summary>
-    public double? OursMfu => PeakGFlops is double p ? Flops.Total * OursImagesPerSecond / Options.Batch / 1e9 / p : null;
+    /// <summary>
+    /// The matmul peak of the step's precision, the median over our runs; each run measures it right after its steps
+    /// (the load the peer's adjacent run saw is the closest we have).
+    /// </summary>
+    public double? PeakGFlops
+    {
+        get
+        {
+            var key = Options.Precision == Distillation.Precision.Bf16 ? "bf16" : "fp32";
+            var peaks = Ours.Select(r => r.Json["peak_gflop_per_s"]?[key]?.GetValue<double>()).OfType<double>().ToList();
+            return peaks.Count == 0 ? null : Median(peaks);
+        }
+    }
+
+    /// <summary>Ours: the median of each run's MFU (achieved over its own peak). Peer: its achieved GFLOP/s (same math, same FLOPs) over <see cref="PeakGFlops"/>.</summary>
+    public double? OursMfu
+    {
+        get
+        {
+            var m = Ours.Select(r => r.Json["mfu"]?.GetValue<double>()).OfType<double>().ToList();
+            return m.Count == 0 ? null : Median(m);
+        }
+    }
+
     public double? PeerMfu => PeakGFlops is double p ? Flops.Total * PeerImagesPerSecond / Options.Batch / 1e9 / p : null;
 
     public JsonObject ToJson() => new()
@@ -112,13 +134,14 @@ public static class ReferenceComparison
     }
 
     /// <summary>
-    /// <paramref name="pairs"/> × (ours, peer) with the same arguments and thread count. Our child skips the matmul peak
-    /// (pass it in <paramref name="peaks"/> to get MFU) so that both processes' peak RSS is the step's.
+    /// <paramref name="pairs"/> × (ours, peer) with the same arguments and thread count. Our child measures the matmul
+    /// peak after its steps (unless <see cref="BenchOptions.MeasurePeak"/> is off); its process peak RSS is polled like the
+    /// peer's (the peak matmuls' 3 matrices come after the step's memory is freed and do not raise it).
     /// </summary>
     public static Comparison Run(BenchOptions options, int pairs, (string Exe, IReadOnlyList<string> Prefix) self, string python, string reference,
-        (double Fp32, double Bf16)? peaks = null, Action<string>? log = null)
+        Action<string>? log = null)
     {
-        var o = options with { Threads = options.ResolvedThreads, MeasurePeak = false };
+        var o = options with { Threads = options.ResolvedThreads };
         var ours = new List<ChildRun>();
         var peer = new List<ChildRun>();
         for (int i = 0; i < pairs; i++)
@@ -133,8 +156,7 @@ public static class ReferenceComparison
         var config = Models.VitPresets.Get(o.Model);
         var flops = FlopCounter.Count(config, Distillation.WeightCopy.EveryRth(config.Depth, o.R).Length,
             new Lora.LoraSpec(Lora.LoraSpec.AllTargets, o.Rank, o.Rank), o.Batch);
-        double? peak = peaks is { } pk ? (o.Precision == Distillation.Precision.Bf16 ? pk.Bf16 : pk.Fp32) : null;
-        return new Comparison(o, ours, peer, flops, peak);
+        return new Comparison(o, ours, peer, flops);
     }
 
     /// <summary>Starts a benchmark process, polls its VmHWM until it exits, and parses the last JSON line it printed.</summary>

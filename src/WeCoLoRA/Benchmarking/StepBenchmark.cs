@@ -24,13 +24,6 @@ public static class StepBenchmark
         var o = options.Validate();
         int threads = o.ResolvedThreads;
         torch.set_num_threads(threads);
-        double? peakFp32 = null, peakBf16 = null;
-        if (o.MeasurePeak)
-        {
-            progress?.Invoke($"matmul peak ({o.PeakSize}²) ...");
-            peakFp32 = MatmulPeak.Measure(ScalarType.Float32, o.PeakSize);
-            peakBf16 = MatmulPeak.Measure(ScalarType.BFloat16, o.PeakSize);
-        }
 
         var config = VitPresets.Get(o.Model);
         var settings = new DistillSettings
@@ -78,7 +71,18 @@ public static class StepBenchmark
             rss.Add(SystemStats.RssMb() ?? double.NaN);
             progress?.Invoke($"step {i + 1}/{o.Warmup + o.Steps}{(i < o.Warmup ? " (warm-up)" : "")}: {Ms(t0, Stopwatch.GetTimestamp()):F0} ms, loss {lastLoss:G4}");
         }
-        return new BenchResult(o, threads, keep.Length, times, flops, peakFp32, peakBf16, SystemStats.PeakRssMb(), rss, lastLoss, SystemStats.Load1());
+        // Peak RSS is the step's: read it before the peak matmuls. The peak is measured right after the steps, so that on a
+        // shared machine it sees the load the steps saw (a peak measured at another time makes MFU meaningless).
+        double? peakRss = SystemStats.PeakRssMb();
+        double? load = SystemStats.Load1();
+        double? peakFp32 = null, peakBf16 = null;
+        if (o.MeasurePeak)
+        {
+            progress?.Invoke($"matmul peak ({o.PeakSize}²) ...");
+            peakFp32 = MatmulPeak.Measure(ScalarType.Float32, o.PeakSize);
+            peakBf16 = MatmulPeak.Measure(ScalarType.BFloat16, o.PeakSize);
+        }
+        return new BenchResult(o, threads, keep.Length, times, flops, peakFp32, peakBf16, peakRss, rss, lastLoss, load);
     }
 
     static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
