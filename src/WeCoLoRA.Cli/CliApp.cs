@@ -18,6 +18,7 @@ public static class CliApp
             KnnCommand.Create(),
             AttentionCommand.Create(),
             TsneCommand.Create(),
+            BenchCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
