@@ -12,6 +12,7 @@ public static class CliApp
             InspectCommand.Create(),
             EmbedCommand.Create(),
             DistillCommand.Create(),
+            PretrainCommand.Create(),
             ExportCommand.Create(),
             PredictCommand.Create(),
             ProbeCommand.Create(),
