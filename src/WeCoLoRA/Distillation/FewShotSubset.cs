@@ -8,12 +8,15 @@ public static class FewShotSubset
     /// <summary>
     /// Per class sub-folder, shuffle the file list with <paramref name="seed"/> and keep the first floor(ratio·n), at least 1;
     /// a folder with images only at its top level is one group. The result is in ordinal path order.
+    /// A prefixed dataset (idx:…, cifar10:…) is grouped by its label, the stand-in for a class folder; labels go no further.
     /// </summary>
     public static IReadOnlyList<ImageItem> Select(string root, double ratio, int seed)
     {
         if (ratio <= 0 || ratio > 1) throw new ArgumentException($"--ratio {ratio} must be in (0, 1]");
-        var all = ImageFolders.ListAll(root);
-        var groups = all.GroupBy(i => i.RelativePath.Contains('/') ? i.RelativePath[..i.RelativePath.IndexOf('/')] : "");
+        var all = DatasetSource.IsPrefixed(root) ? DatasetSource.Open(root).Items : ImageFolders.ListAll(root);
+        var groups = DatasetSource.IsPrefixed(root)
+            ? all.GroupBy(i => i.Label.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            : all.GroupBy(i => i.RelativePath.Contains('/') ? i.RelativePath[..i.RelativePath.IndexOf('/')] : "");
         var kept = new List<ImageItem>();
         foreach (var group in groups)
         {

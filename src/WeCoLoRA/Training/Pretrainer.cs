@@ -123,10 +123,11 @@ public sealed class Pretrainer
             var cfg = loaded.Config with { NumClasses = classes };
             if (s.Mean is not null) cfg = cfg with { Mean = [.. s.Mean], Std = [.. s.Std ?? [.. cfg.Std]] };
             var model = new VisionTransformer(cfg.Validate());
-            var sd = loaded.Model.state_dict();
             bool sameHead = loaded.Config.NumClasses == classes;
             if (!sameHead) observer?.OnNote($"init: head replaced ({loaded.Config.NumClasses} -> {classes} classes)");
-            ModelLoader.LoadStrict(model, sd, loaded.WeightsPath, k => sameHead || !k.StartsWith("head.", StringComparison.Ordinal));
+            bool Copied(string key) => sameHead || !key.StartsWith("head.", StringComparison.Ordinal);
+            var sd = loaded.Model.state_dict().Where(kv => Copied(kv.Key)).ToDictionary();
+            ModelLoader.LoadStrict(model, sd, loaded.WeightsPath, Copied);
             return model;
         }
         var arch = s.Architecture();
