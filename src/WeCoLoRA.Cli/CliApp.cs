@@ -13,6 +13,7 @@ public static class CliApp
             EmbedCommand.Create(),
             DistillCommand.Create(),
             PretrainCommand.Create(),
+            DemoCommand.Create(),
             ExportCommand.Create(),
             PredictCommand.Create(),
             ProbeCommand.Create(),
