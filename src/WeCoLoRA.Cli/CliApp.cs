@@ -14,6 +14,7 @@ public static class CliApp
             DistillCommand.Create(),
             PretrainCommand.Create(),
             DemoCommand.Create(),
+            ReproduceCommand.Create(),
             ExportCommand.Create(),
             PredictCommand.Create(),
             ProbeCommand.Create(),
