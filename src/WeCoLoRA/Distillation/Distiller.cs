@@ -183,7 +183,7 @@ public sealed class Distiller
         for (int epoch = start.EpochsDone; epoch < s.Epochs; epoch++)
         {
             var order = Enumerable.Range(0, items.Count).ToArray();
-            new Random(HashCode.Combine(s.Seed, epoch) & int.MaxValue).Shuffle(order);
+            BatchLoader.SampleRandom(s.Seed, epoch, -1).Shuffle(order); // HashCode.Combine is randomized per process: a resumed process would see other batches
             using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch, order, s.Workers);
             int batchIndex = 0, inGroup = 0, groupImages = 0;
             double groupLoss = 0;
