@@ -165,3 +165,22 @@ public sealed class PretrainCliTests
         Assert.DoesNotContain("   at ", err);
     }
 }
+
+public sealed class EmbeddedTeacherTests
+{
+    [Fact]
+    public void The_embedded_teacher_is_a_12_block_28px_patch4_fashion_mnist_classifier()
+    {
+        var loaded = WeCoLoRA.Checkpoints.ModelLoader.Load(EmbeddedData.Teacher);
+        var cfg = loaded.Config;
+        Assert.Equal((12, 28, 4, 10), (cfg.Depth, cfg.ImgSize, cfg.PatchSize, cfg.NumClasses));
+        Assert.Equal(49, cfg.NumPatches);
+        Assert.InRange(cfg.EmbedDim, 128, 192);
+        Assert.Equal(1.0, cfg.CropPct);
+        Assert.All(cfg.Mean, m => Assert.InRange(m, 0.27f, 0.30f)); // Fashion-MNIST's 0.2860, replicated over RGB
+        Assert.Equal(DatasetSource.FashionMnistClasses, WeCoLoRA.Checkpoints.LabelNames.Read(Path.Combine(EmbeddedData.Teacher, "config.json"), 10));
+        // It classifies the embedded test subset far above chance (10%).
+        var test = DatasetSource.Subset(DatasetSource.Open($"idx:{Path.Combine(EmbeddedData.DataDir(), EmbeddedData.SubsetName)}:test").Items, 200);
+        Assert.True(Pretrainer.Accuracy(loaded.Model, test) > 0.4);
+    }
+}
