@@ -162,7 +162,30 @@ public sealed class Experiment
         double trainSeconds = clock.Elapsed.TotalSeconds;
         var config = run.ReadConfig();
         var student = ModelLoader.Load(run.StudentDir).Model;
-        var (probe, knn) = Evaluate(student);
+        // A finished cell keeps its scores (with the evaluation settings they were made with), so reruns skip the probe.
+        var scorePath = Path.Combine(run.Root, "score.json");
+        var evalKey = new JsonObject
+        {
+            ["probe"] = System.Text.Json.JsonSerializer.SerializeToNode(s.Probe, DistillSettings.Json),
+            ["probe_train"] = s.ProbeTrain, ["probe_test"] = s.ProbeTest, ["knn_k"] = s.KnnK, ["test"] = s.Test, ["train"] = s.Train,
+        };
+        double probe, knn;
+        if (done && File.Exists(scorePath) && JsonNode.Parse(File.ReadAllText(scorePath)) is JsonObject cached
+            && JsonNode.DeepEquals(cached["eval"], evalKey))
+        {
+            probe = cached["probe_top1"]!.GetValue<double>();
+            knn = cached["knn_top1"]!.GetValue<double>();
+            trainSeconds = cached["seconds"]?.GetValue<double>() ?? double.NaN;
+            done = false; // the stored time is the original one
+        }
+        else
+        {
+            (probe, knn) = Evaluate(student);
+            run.WriteText(scorePath, new JsonObject
+            {
+                ["eval"] = evalKey, ["probe_top1"] = probe, ["knn_top1"] = knn, ["seconds"] = done ? null : Math.Round(trainSeconds, 1),
+            }.ToJsonString());
+        }
         var losses = File.Exists(run.MetricsPath)
             ? File.ReadLines(run.MetricsPath).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!["loss"]!.GetValue<double>()).ToArray()
             : [];

@@ -57,12 +57,13 @@ public sealed record Grid(DistillMethod[] Methods, double[] Ratios, int[] Rs, in
                     foreach (var m in Methods)
                         Add(new Cell(m, a, r, rank, lr, seed));
             foreach (var k in Ranks) Add(new Cell(DistillMethod.WeCoLoRA, 0.01, 2, k, lr, seed));
-            foreach (var a in DataRatios)
-                foreach (var m in new[] { DistillMethod.WeCoLoRA, DistillMethod.WecoKd })
-                    Add(new Cell(m, a, 2, rank, lr, seed));
+            // The lr sweep before the data sweep: its cells are all α = 1% and cheap; large α are the slowest cells.
             foreach (var l in Lrs)
                 foreach (var m in new[] { DistillMethod.WeCoLoRA, DistillMethod.WecoKd })
                     Add(new Cell(m, 0.01, 2, rank, l, seed));
+            foreach (var a in DataRatios)
+                foreach (var m in new[] { DistillMethod.WeCoLoRA, DistillMethod.WecoKd })
+                    Add(new Cell(m, a, 2, rank, lr, seed));
         }
         // Untrained students do not depend on rank, lr or seed: one per (α, r) is enough (α only changes nothing either, but keeps the table simple).
         return cells.Where(c => c.Method != DistillMethod.Weco || (c.Rank == rank && c.Lr == lr && c.Seed == 0)).ToList();
