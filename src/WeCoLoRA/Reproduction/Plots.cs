@@ -12,7 +12,7 @@ public static class Plots
         Sweep(Path.Combine(dir, "accuracy_vs_alpha.png"), "Accuracy vs α (r = 2)", "α % (log10)",
             [.. new[] { DistillMethod.WecoKd, DistillMethod.WeCoLoRA }.Select(m => (m, grid.DataRatios.Select(a => (a * 100, s.Where(x => Is(x, m, a, o.Rank, o.Lr)).ToArray())).ToArray()))], Math.Log10);
         Sweep(Path.Combine(dir, "accuracy_vs_lr.png"), "Accuracy vs lr (r = 2, α = 1%)", "lr (log10)",
-            [.. new[] { DistillMethod.WecoKd, DistillMethod.WeCoLoRA }.Select(m => (m, grid.Lrs.Select(l => (l, s.Where(x => Is(x, m, 0.01, o.Rank, l)).ToArray())).ToArray()))], Math.Log10);
+            [.. new[] { DistillMethod.WecoKd, DistillMethod.WeCoLoRA }.Select(m => (m, grid.Lrs.Append(o.Lr).Distinct().Order().Select(l => (l, s.Where(x => Is(x, m, 0.01, o.Rank, l)).ToArray())).ToArray()))], Math.Log10);
         Losses(Path.Combine(dir, "loss_curves.png"), s.Where(x => x.Cell!.Seed == 0 && x.Cell.R == 2 && x.Cell.Ratio == 0.01 && x.Cell.Rank == o.Rank && x.Cell.Lr == o.Lr && x.Losses.Length > 0).ToList());
     }
 

@@ -186,11 +186,11 @@ public static class Reproduce
         sb.AppendLine();
         sb.AppendLine("## Learning-rate sweep (absolute lr, r = 2, α = 1%)");
         sb.AppendLine();
-        sb.AppendLine(inv, $"METHOD.md's lr = blr × batch / 256 with blr 1e-3 gives {1e-3 * o.BatchSize / 256:G3} at batch {o.BatchSize}: the low end of this sweep.");
+        sb.AppendLine(inv, $"METHOD.md's lr = blr × batch / 256 with blr 1e-3 gives {1e-3 * o.BatchSize / 256:G3} at batch {o.BatchSize}, below this sweep.");
         sb.AppendLine();
         sb.AppendLine("| lr | WeCo + KD | WeCoLoRA |");
         sb.AppendLine("|---:|---:|---:|");
-        foreach (var l in grid.Lrs)
+        foreach (var l in grid.Lrs.Append(o.Lr).Distinct().Order())
             sb.AppendLine(inv, $"| {l:G3} | {Cellf(At(DistillMethod.WecoKd, 0.01, 2, lr: l))} | {Cellf(At(DistillMethod.WeCoLoRA, 0.01, 2, lr: l))} |");
         sb.AppendLine();
         sb.AppendLine("Plots: accuracy_vs_rank.png, accuracy_vs_alpha.png, accuracy_vs_lr.png, loss_curves.png.");
