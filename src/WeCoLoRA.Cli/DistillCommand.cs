@@ -1,7 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Runtime.InteropServices;
-using Spectre.Console;
 using WeCoLoRA.Distillation;
 
 namespace WeCoLoRA.Cli;
@@ -85,7 +83,7 @@ static class DistillCommand
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             try
             {
-                var student = new Distiller(settings, new ConsoleObserver()).Run(parse.GetValue(resume), parse.GetValue(overwrite), interrupt.Token);
+                var student = new Distiller(settings, new ConsoleTrainingObserver()).Run(parse.GetValue(resume), parse.GetValue(overwrite), interrupt.Token);
                 Console.Error.WriteLine($"wecolora: student written to {student}");
                 return 0;
             }
@@ -98,48 +96,5 @@ static class DistillCommand
             }
         }));
         return cmd;
-    }
-
-    /// <summary>A live line on a terminal; one plain line per step (and per checkpoint) otherwise.</summary>
-    sealed class ConsoleObserver : IDistillObserver
-    {
-        readonly bool live = !Console.IsErrorRedirected;
-        readonly IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        readonly Stopwatch clock = new();
-        long totalSteps, startStep;
-
-        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images)
-        {
-            totalSteps = (long)epochs * stepsPerEpoch;
-            startStep = (long)startEpoch * stepsPerEpoch;
-            clock.Restart();
-            Console.Error.WriteLine($"wecolora: {images} images, {stepsPerEpoch} steps per epoch, epochs {startEpoch + 1}..{epochs}");
-        }
-
-        public void OnStep(StepMetrics m)
-        {
-            long done = m.Step - startStep, left = totalSteps - m.Step;
-            var eta = done > 0 ? TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * left) : TimeSpan.Zero;
-            var line = $"epoch {m.Epoch + 1} step {m.Step}/{totalSteps} loss {m.Loss:F5} lr {m.Lr:E2} {m.ImagesPerSecond:F1} img/s ETA {eta:hh\\:mm\\:ss}";
-            if (live)
-            {
-                int width = 24, filled = totalSteps == 0 ? width : (int)(width * m.Step / totalSteps);
-                console.Markup($"\r[green]{new string('█', filled)}[/][grey]{new string('░', width - filled)}[/] {Markup.Escape(line)}  ");
-            }
-            else
-            {
-                Console.Error.WriteLine(line);
-            }
-        }
-
-        public void OnCheckpoint(CheckpointState state, string path)
-        {
-            if (live) Console.Error.WriteLine();
-            Console.Error.WriteLine(state.BatchesDone == 0
-                ? $"wecolora: epoch {state.Epoch} done, checkpoint {path}"
-                : $"wecolora: checkpoint {path} (epoch {state.Epoch + 1}, batch {state.BatchesDone})");
-        }
-
-        public void OnNote(string message) => Console.Error.WriteLine($"wecolora: {message}");
     }
 }

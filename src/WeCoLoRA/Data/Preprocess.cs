@@ -28,6 +28,20 @@ public sealed record Preprocess(int ImgSize, double CropPct, float[] Mean, float
         return rng.NextDouble() < 0.5 ? Transforms.HorizontalFlip(cropped) : cropped;
     }
 
+    /// <summary>
+    /// Training for small images (CIFAR/MNIST style): resize to ImgSize if needed, pad by <paramref name="padding"/> black
+    /// pixels on every side, take a random ImgSize crop, then flip horizontally with p = 0.5 (torchvision
+    /// RandomCrop(size, padding) + RandomHorizontalFlip).
+    /// </summary>
+    public RgbImage PadCropFlip(RgbImage img, int padding, Random rng)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(padding);
+        if (img.Width != ImgSize || img.Height != ImgSize) img = Transforms.Resize(img, ImgSize, ImgSize, Interpolation);
+        int top = rng.Next(2 * padding + 1) - padding, left = rng.Next(2 * padding + 1) - padding;
+        var cropped = Transforms.Crop(img, top, left, ImgSize, ImgSize);
+        return rng.NextDouble() < 0.5 ? Transforms.HorizontalFlip(cropped) : cropped;
+    }
+
     /// <summary>Normalizes an <see cref="Eval"/>/<see cref="Train"/> output into CHW floats.</summary>
     public void Normalize(RgbImage img, Span<float> destination) => Transforms.ToNormalizedChw(img, Mean, Std, destination);
 }

@@ -166,16 +166,8 @@ public sealed class Distiller
     }
 
     /// <summary>AdamW with the release's groups: weight decay on matrices only (not biases, norms, tokens or position embedding).</summary>
-    public static OptimizerHelper CreateOptimizer(IReadOnlyList<(string name, Parameter parameter)> trainable, DistillSettings s)
-    {
-        static bool Decays((string name, Parameter p) x) => x.p.dim() >= 2 && x.name is not ("cls_token" or "pos_embed");
-        var groups = new[]
-        {
-            new AdamW.ParamGroup(trainable.Where(Decays).Select(x => x.parameter), lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95, weight_decay: s.WeightDecay),
-            new AdamW.ParamGroup(trainable.Where(x => !Decays(x)).Select(x => x.parameter), lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95, weight_decay: 0),
-        }.Where(g => g.Parameters.Any());
-        return optim.AdamW(groups, lr: s.AbsoluteLr, beta1: 0.9, beta2: 0.95);
-    }
+    public static OptimizerHelper CreateOptimizer(IReadOnlyList<(string name, Parameter parameter)> trainable, DistillSettings s) =>
+        AdamWGroups.Create(trainable, s.AbsoluteLr, s.WeightDecay, beta1: 0.9, beta2: 0.95);
 
     static void Restore(string checkpoint, VisionTransformer student, OptimizerHelper optimizer)
     {
@@ -222,7 +214,7 @@ public sealed class Distiller
             // The epoch's order and every sample's augmentation depend only on (seed, epoch, index): a resumed run
             // skips the batches already done and sees exactly what an uninterrupted run would.
             var order = Enumerable.Range(0, items.Count).ToArray();
-            new Random(HashCode.Combine(s.Seed, epoch) & int.MaxValue).Shuffle(order);
+            BatchLoader.SampleRandom(s.Seed, epoch, -1).Shuffle(order); // not HashCode.Combine: it is randomized per process, a resumed process would see other batches
             int batchIndex = epoch == start.Epoch ? start.BatchesDone : 0;
             using var loader = BatchLoader.ForPreprocess(items, s.BatchSize, preprocess, s.NoAugment ? null : s.Seed, epoch,
                 order[Math.Min(order.Length, batchIndex * s.BatchSize)..], s.Workers, maxPixels: s.MaxPixels);

@@ -8,11 +8,12 @@ public static class FewShotSubset
     /// <summary>
     /// Per class sub-folder, shuffle the file list with <paramref name="seed"/> and keep the first floor(ratio·n), at least 1;
     /// a folder with images only at its top level is one group. The result is in ordinal path order.
+    /// A prefixed dataset (idx:…, cifar10:…) is grouped by its label, the stand-in for a class folder; labels go no further.
     /// </summary>
     public static IReadOnlyList<ImageItem> Select(string root, double ratio, int seed)
     {
         if (ratio <= 0 || ratio > 1) throw new ArgumentException($"--ratio {ratio} must be in (0, 1]");
-        var all = ImageFolders.ListAll(root);
+        var all = DatasetSource.IsPrefixed(root) ? DatasetSource.Open(root).Items : ImageFolders.ListAll(root);
         var groups = all.GroupBy(GroupOf);
         var kept = new List<ImageItem>();
         foreach (var group in groups)
@@ -24,7 +25,11 @@ public static class FewShotSubset
         return kept.OrderBy(i => i.RelativePath, StringComparer.Ordinal).ToList();
     }
 
-    /// <summary>The class folder an image is sampled in: its top-level sub-folder, or "" for files at the top.</summary>
+    /// <summary>
+    /// The class an image is sampled in: its top-level sub-folder ("" for files at the top), or for a prefixed dataset
+    /// (idx:…, cifar10:…) its label, the stand-in for a class folder; labels go no further.
+    /// </summary>
     public static string GroupOf(ImageItem item) =>
-        item.RelativePath.Contains('/') ? item.RelativePath[..item.RelativePath.IndexOf('/')] : "";
+        item.Source is not null ? $"label {item.Label}"
+        : item.RelativePath.Contains('/') ? item.RelativePath[..item.RelativePath.IndexOf('/')] : "";
 }

@@ -14,16 +14,20 @@ public sealed record CheckpointState(int Epoch, int BatchesDone, long Step);
 
 /// <summary>
 /// A run's folder: config.json, subset.txt, metrics.jsonl, checkpoints/step-NNNNNNNN (after every epoch and on
-/// interrupt; the last two kept, each written to a temporary folder, fsynced and renamed into place), and student/.
+/// interrupt; the last two kept, each written to a temporary folder, fsynced and renamed into place), and the output
+/// model folder (student/ for distillation, model/ for supervised training).
 /// </summary>
-public sealed class RunFolder(string root)
+public sealed class RunFolder(string root, string modelDir = "student")
 {
     public string Root { get; } = Path.GetFullPath(root);
     public string ConfigPath => Path.Combine(Root, "config.json");
     public string SubsetPath => Path.Combine(Root, "subset.txt");
     public string MetricsPath => Path.Combine(Root, "metrics.jsonl");
     public string CheckpointsDir => Path.Combine(Root, "checkpoints");
-    public string StudentDir => Path.Combine(Root, "student");
+    public string StudentDir => Path.Combine(Root, modelDir);
+
+    /// <summary>The run's output model folder (same as <see cref="StudentDir"/>).</summary>
+    public string ModelDir => StudentDir;
     const int CheckpointsKept = 2;
 
     public bool HoldsRun => File.Exists(ConfigPath);
@@ -47,6 +51,11 @@ public sealed class RunFolder(string root)
         File.WriteAllText(tmp, text);
         File.Move(tmp, path, overwrite: true);
     }
+
+    /// <summary>"key (stored -> now)" for every setting that differs between a stored run and the current arguments.</summary>
+    public static List<string> DifferingSettings(JsonObject stored, JsonObject now, params string[] ignored) =>
+        now.Where(kv => !ignored.Contains(kv.Key) && !JsonNode.DeepEquals(kv.Value, stored[kv.Key]))
+            .Select(kv => $"{kv.Key} ({stored[kv.Key]?.ToJsonString() ?? "absent"} -> {kv.Value?.ToJsonString()})").ToList();
 
     public JsonObject ReadConfig() => JsonNode.Parse(File.ReadAllText(ConfigPath))!.AsObject();
 
