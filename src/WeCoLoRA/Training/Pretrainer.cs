@@ -235,7 +235,8 @@ public sealed class Pretrainer
                 clock.Restart();
             }
             var state = new CheckpointState(epoch + 1, 0, step);
-            observer?.OnCheckpoint(state, run.SaveCheckpoint(state, parameters.Select(p => (p.name, (Tensor)p.parameter)), optimizer));
+            var path = run.SaveCheckpoint(state, parameters.Select(p => (p.name, (Tensor)p.parameter)), optimizer);
+            observer?.OnCheckpoint(state, path);
         }
         model.eval();
     }
