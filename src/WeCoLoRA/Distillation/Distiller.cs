@@ -113,7 +113,7 @@ public sealed class Distiller
         string? checkpoint = null;
         if (resume && run.HoldsRun)
         {
-            CheckSameRun(run.ReadConfig()["settings"]!.AsObject(), settingsJson);
+            run.CheckSameSettings(settingsJson, "workers");
             if (File.Exists(run.SubsetPath) && !File.ReadAllLines(run.SubsetPath).SequenceEqual(items.Select(i => i.RelativePath)))
                 throw new DistillationException($"--resume: the images in {s.Data} differ from the run's {run.SubsetPath}; resume on the same data or start a new --out");
             checkpoint = run.LatestCheckpoint();
@@ -155,14 +155,6 @@ public sealed class Distiller
         }
         ModelFiles.Save(student, run.StudentDir, spec, new Dictionary<string, string> { ["wecolora.method"] = JsonSerializer.Serialize(s.Method, DistillSettings.Json).Trim('"') });
         return run.StudentDir;
-    }
-
-    static void CheckSameRun(JsonObject stored, JsonObject now)
-    {
-        // Workers only change speed; everything else decides the numbers.
-        var differing = now.Where(kv => kv.Key != "workers" && !JsonNode.DeepEquals(kv.Value, stored[kv.Key])).Select(kv => $"{kv.Key} ({stored[kv.Key]?.ToJsonString() ?? "absent"} -> {kv.Value?.ToJsonString()})").ToList();
-        if (differing.Count > 0)
-            throw new DistillationException($"--resume: the run was started with other settings: {string.Join(", ", differing)}; resume with the original arguments or start a new --out");
     }
 
     /// <summary>AdamW with the release's groups: weight decay on matrices only (not biases, norms, tokens or position embedding).</summary>

@@ -52,10 +52,18 @@ public sealed class RunFolder(string root, string modelDir = "student")
         File.Move(tmp, path, overwrite: true);
     }
 
-    /// <summary>"key (stored -> now)" for every setting that differs between a stored run and the current arguments.</summary>
-    public static List<string> DifferingSettings(JsonObject stored, JsonObject now, params string[] ignored) =>
-        now.Where(kv => !ignored.Contains(kv.Key) && !JsonNode.DeepEquals(kv.Value, stored[kv.Key]))
+    /// <summary>
+    /// Refuses a --resume whose settings differ from the stored run's, naming each "key (stored -> now)";
+    /// <paramref name="ignored"/> keys only change speed or reporting.
+    /// </summary>
+    public void CheckSameSettings(JsonObject now, params string[] ignored)
+    {
+        var stored = ReadConfig()["settings"]!.AsObject();
+        var differing = now.Where(kv => !ignored.Contains(kv.Key) && !JsonNode.DeepEquals(kv.Value, stored[kv.Key]))
             .Select(kv => $"{kv.Key} ({stored[kv.Key]?.ToJsonString() ?? "absent"} -> {kv.Value?.ToJsonString()})").ToList();
+        if (differing.Count > 0)
+            throw new DistillationException($"--resume: the run was started with other settings: {string.Join(", ", differing)}; resume with the original arguments or start a new --out");
+    }
 
     public JsonObject ReadConfig() => JsonNode.Parse(File.ReadAllText(ConfigPath))!.AsObject();
 

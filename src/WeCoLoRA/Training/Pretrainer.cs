@@ -46,9 +46,7 @@ public sealed class Pretrainer
         string? checkpoint = null;
         if (resume && run.HoldsRun)
         {
-            var differing = RunFolder.DifferingSettings(run.ReadConfig()["settings"]!.AsObject(), settingsJson, "workers", "test");
-            if (differing.Count > 0)
-                throw new DistillationException($"--resume: the run was started with other settings: {string.Join(", ", differing)}; resume with the original arguments or start a new --out");
+            run.CheckSameSettings(settingsJson, "workers", "test");
             checkpoint = run.LatestCheckpoint();
             if (checkpoint is not null) start = RunFolder.ReadState(checkpoint);
             run.TruncateMetrics(start.Step);
