@@ -127,6 +127,7 @@ sealed class EvalOptions
         command.Options.Add(cache);
         command.Options.Add(limit);
         command.Options.Add(extractBatch);
+        CliSupport.AddImageOptions(command);
     }
 
     public void Validate(ParseResult parse)
@@ -144,7 +145,8 @@ sealed class EvalOptions
         Validate(parse);
         var trainSet = DatasetSource.Open(train).Take(parse.GetValue(limit));
         var testSet = DatasetSource.Open(test).RelabelTo(trainSet.Classes, $"test data '{test}'").Take(parse.GetValue(limit));
-        return (trainSet, testSet);
+        // Undecodable files are dropped with their labels (items carry them), each with a warning.
+        return (trainSet with { Items = CliSupport.UsableImages(trainSet.Items, parse) }, testSet with { Items = CliSupport.UsableImages(testSet.Items, parse) });
     }
 
     public Tensor Features(ParseResult parse, LoadedModel loaded, IReadOnlyList<ImageItem> items, string what)

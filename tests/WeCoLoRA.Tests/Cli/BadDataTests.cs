@@ -41,6 +41,16 @@ public sealed class BadDataTests
     }
 
     [Fact]
+    public void Knn_skips_bad_files_with_their_labels()
+    {
+        var data = MakeData();
+        var (code, stdout, err) = CliRunner.Run("knn", "--model", Fixture.Path("models", "timm_hub"), "--train", data, "--test", data, "--k", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("4 of 14 images skipped", err);
+        Assert.Contains("top-1", stdout);
+    }
+
+    [Fact]
     public void Strict_makes_the_first_bad_file_fatal()
     {
         var (code, _, err) = CliRunner.Run("embed", "--model", Fixture.Path("models", "timm_hub"), "--data", MakeData(), "--out",
