@@ -119,7 +119,7 @@ public sealed class InterruptionTests
         new Distiller(settings).Run();
         var cut = Path.Combine(Fixture.TempDir(), "cut");
         using var interrupt = new CancellationTokenSource();
-        var e = Assert.Throws<RunInterruptedException>(() => new Distiller(settings with { Out = cut }, new CancelAt(4, interrupt)).Run(interrupt: interrupt.Token));
+        var e = Assert.Throws<RunInterruptedException>(() => new Distiller(settings with { Out = cut }, StepObserver.CancelAt(4, interrupt)).Run(interrupt: interrupt.Token));
         Assert.Equal(new CheckpointState(0, 4, 4), RunFolder.ReadState(e.Checkpoint));
         new Distiller(settings with { Out = cut }).Run(resume: true);
         Assert.Equal(File.ReadAllLines(Path.Combine(full, "metrics.jsonl")).Select(Loss), File.ReadAllLines(Path.Combine(cut, "metrics.jsonl")).Select(Loss));
@@ -127,11 +127,4 @@ public sealed class InterruptionTests
 
     static double Loss(string line) => JsonNode.Parse(line)!["loss"]!.GetValue<double>();
 
-    sealed class CancelAt(long step, CancellationTokenSource cts) : IDistillObserver
-    {
-        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images) { }
-        public void OnStep(StepMetrics m) { if (m.Step == step) cts.Cancel(); }
-        public void OnCheckpoint(CheckpointState state, string path) { }
-        public void OnNote(string message) { }
-    }
 }

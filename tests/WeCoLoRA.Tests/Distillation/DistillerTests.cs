@@ -12,41 +12,16 @@ public sealed class DistillerTests
 {
     static readonly string Teacher = Fixture.Path("models", "timm_hub");
 
-    static string MakeData()
-    {
-        var root = Fixture.TempDir();
-        var images = Directory.GetFiles(Fixture.Path("models", "images"), "*.png", SearchOption.AllDirectories).Order().ToArray();
-        foreach (var cls in new[] { "x", "y" })
-        {
-            Directory.CreateDirectory(Path.Combine(root, cls));
-            for (int i = 0; i < 6; i++) File.Copy(images[(i + cls.Length) % images.Length], Path.Combine(root, cls, $"{i}.png"));
-        }
-        return root;
-    }
-
     static DistillSettings Settings(string data, string outDir) => new()
     {
         Teacher = Teacher, Data = data, Out = outDir, Epochs = 3, WarmupEpochs = 1, BatchSize = 4, Rank = 4, Lr = 5e-3, Workers = 2,
     };
 
-    static List<JsonNode> Metrics(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
-
-    sealed class KillAfter(long step) : IDistillObserver
-    {
-        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images) { }
-        public void OnStep(StepMetrics m)
-        {
-            if (m.Step == step) throw new OperationCanceledException("simulated kill");
-        }
-        public void OnCheckpoint(CheckpointState state, string path) { }
-        public void OnNote(string message) { }
-    }
-
     [Fact]
     public void Zero_epochs_export_the_kept_teacher_blocks_bit_for_bit()
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        new Distiller(Settings(MakeData(), run) with { Epochs = 0 }).Run();
+        new Distiller(Settings(Fixture.MakeTwoClassData(), run) with { Epochs = 0 }).Run();
         var export = Path.Combine(Fixture.TempDir(), "export");
         ModelExport.ToFolder(ModelLoader.Load(run), export, merge: true);
         var student = SafeTensors.Load(Path.Combine(export, "model.safetensors"));
@@ -63,17 +38,17 @@ public sealed class DistillerTests
     [Fact]
     public void Resume_after_a_kill_mid_epoch_reproduces_the_uninterrupted_losses_exactly()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var full = Path.Combine(Fixture.TempDir(), "full");
         new Distiller(Settings(data, full)).Run();
 
         var killed = Path.Combine(Fixture.TempDir(), "killed");
-        Assert.Throws<OperationCanceledException>(() => new Distiller(Settings(data, killed), new KillAfter(5)).Run());
-        Assert.Equal(5, Metrics(killed).Count); // 3 steps per epoch: killed in epoch 2, after logging step 5
+        Assert.Throws<OperationCanceledException>(() => new Distiller(Settings(data, killed), StepObserver.KillAfter(5)).Run());
+        Assert.Equal(5, Fixture.Metrics(killed).Count); // 3 steps per epoch: killed in epoch 2, after logging step 5
         new Distiller(Settings(data, killed)).Run(resume: true);
 
-        var expected = Metrics(full).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
-        var actual = Metrics(killed).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
+        var expected = Fixture.Metrics(full).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
+        var actual = Fixture.Metrics(killed).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
         Assert.Equal(9, expected.Count);
         Assert.Equal(expected, actual);
         var a = SafeTensors.Load(Path.Combine(full, "student", "adapter_model.safetensors"));
@@ -85,13 +60,13 @@ public sealed class DistillerTests
     public void The_run_folder_records_settings_subset_metrics_and_the_last_two_checkpoints()
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        new Distiller(Settings(MakeData(), run) with { Ratio = 0.5 }).Run();
+        new Distiller(Settings(Fixture.MakeTwoClassData(), run) with { Ratio = 0.5 }).Run();
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
         Assert.Equal("wecolora", config["settings"]!["method"]!.GetValue<string>());
         Assert.Equal(new[] { 0, 2 }, config["kept_blocks"]!.AsArray().Select(n => n!.GetValue<int>()));
         Assert.Equal(6, File.ReadAllLines(Path.Combine(run, "subset.txt")).Length);
         Assert.Equal(["step-00000004", "step-00000006"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order());
-        var m = Metrics(run);
+        var m = Fixture.Metrics(run);
         Assert.Equal(6, m.Count); // 6 images, batch 4: 2 steps per epoch
         Assert.All(m, line => Assert.NotNull(line["images_per_s"]));
         Assert.True(m[0]["lr"]!.GetValue<double>() == 0); // warm-up starts at 0
@@ -100,10 +75,10 @@ public sealed class DistillerTests
     [Fact]
     public void Training_lowers_the_loss_and_the_merged_export_embeds_like_the_unmerged_student()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var run = Path.Combine(Fixture.TempDir(), "run");
         new Distiller(Settings(data, run) with { Epochs = 6, NoAugment = true, Lr = 2e-2 }).Run();
-        var losses = Metrics(run).Select(m => m["loss"]!.GetValue<double>()).ToList();
+        var losses = Fixture.Metrics(run).Select(m => m["loss"]!.GetValue<double>()).ToList();
         Assert.True(losses[^1] < 0.8 * losses[0], $"loss {losses[0]} -> {losses[^1]}");
 
         var items = ImageFolders.ListAll(data);
@@ -126,7 +101,7 @@ public sealed class DistillerTests
     public void Baselines_train_the_parameters_they_should(DistillMethod method)
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        var s = Settings(MakeData(), run) with { Method = method, Epochs = 1 };
+        var s = Settings(Fixture.MakeTwoClassData(), run) with { Method = method, Epochs = 1 };
         new Distiller(s).Run();
         var trainable = SafeTensors.Load(Path.Combine(run, "checkpoints", "step-00000003", "trainable.safetensors")).Keys.ToList();
         if (method == DistillMethod.LoraQv)
@@ -145,7 +120,7 @@ public sealed class DistillerTests
     [Fact]
     public void Bf16_runs_keep_fp32_adapters_and_save_fp32_base_weights()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var run = Path.Combine(Fixture.TempDir(), "run");
         new Distiller(Settings(data, run) with { Precision = Precision.Bf16, Epochs = 1 }).Run();
         var student = SafeTensors.Load(Path.Combine(run, "student", "model.safetensors"));
@@ -155,19 +130,19 @@ public sealed class DistillerTests
         // The bf16 loss is the fp32 loss up to bf16 rounding of the frozen weights and activations.
         var fp32 = Path.Combine(Fixture.TempDir(), "fp32");
         new Distiller(Settings(data, fp32) with { Epochs = 1 }).Run();
-        foreach (var (a, b) in Metrics(run).Zip(Metrics(fp32)))
+        foreach (var (a, b) in Fixture.Metrics(run).Zip(Fixture.Metrics(fp32)))
             Assert.Equal(b["loss"]!.GetValue<double>(), a["loss"]!.GetValue<double>(), 0.02);
 
         var kd = Path.Combine(Fixture.TempDir(), "kd");
         new Distiller(Settings(data, kd) with { Precision = Precision.Bf16, Epochs = 1, Method = DistillMethod.WecoKd }).Run();
-        Assert.All(Metrics(kd), m => Assert.True(double.IsFinite(m["loss"]!.GetValue<double>())));
+        Assert.All(Fixture.Metrics(kd), m => Assert.True(double.IsFinite(m["loss"]!.GetValue<double>())));
     }
 
     [Fact]
     public void A_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint()
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        var s = Settings(MakeData(), run) with { Method = DistillMethod.WecoKd, Lr = 1e25, WarmupEpochs = 0, WeightDecay = 0 };
+        var s = Settings(Fixture.MakeTwoClassData(), run) with { Method = DistillMethod.WecoKd, Lr = 1e25, WarmupEpochs = 0, WeightDecay = 0 };
         var e = Assert.Throws<DistillationException>(() => new Distiller(s).Run());
         Assert.Contains("loss is", e.Message);
         Assert.Contains("batch files", e.Message);
@@ -177,7 +152,7 @@ public sealed class DistillerTests
     [Fact]
     public void An_output_folder_holding_a_run_is_refused_without_resume_or_overwrite()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var run = Path.Combine(Fixture.TempDir(), "run");
         new Distiller(Settings(data, run) with { Epochs = 0 }).Run();
         var e = Assert.Throws<ArgumentException>(() => new Distiller(Settings(data, run) with { Epochs = 0 }).Run());

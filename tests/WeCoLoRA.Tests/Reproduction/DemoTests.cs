@@ -7,22 +7,10 @@ namespace WeCoLoRA.Tests.Reproduction;
 /// <summary>The demo pipeline on the tiny 32-px fixture teacher (depth 3) and a dozen images.</summary>
 public sealed class DemoTests
 {
-    static string MakeData()
-    {
-        var root = Fixture.TempDir();
-        var images = Directory.GetFiles(Fixture.Path("models", "images"), "*.png", SearchOption.AllDirectories).Order().ToArray();
-        foreach (var cls in new[] { "x", "y" })
-        {
-            Directory.CreateDirectory(Path.Combine(root, cls));
-            for (int i = 0; i < 6; i++) File.Copy(images[(i + cls.Length) % images.Length], Path.Combine(root, cls, $"{i}.png"));
-        }
-        return root;
-    }
-
     [Fact]
     public void The_demo_scores_teacher_weco_wecokd_and_wecolora_and_writes_its_table()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var o = new DemoOptions
         {
             Out = Path.Combine(Fixture.TempDir(), "demo"), Teacher = Fixture.Path("models", "timm_hub"), Train = data, Test = data,

@@ -12,42 +12,17 @@ public sealed class PretrainerTests
 {
     const string TinyArch = "img_size=16,patch_size=8,embed_dim=16,depth=2,num_heads=2";
 
-    static string MakeData()
-    {
-        var root = Fixture.TempDir();
-        var images = Directory.GetFiles(Fixture.Path("models", "images"), "*.png", SearchOption.AllDirectories).Order().ToArray();
-        foreach (var cls in new[] { "x", "y" })
-        {
-            Directory.CreateDirectory(Path.Combine(root, cls));
-            for (int i = 0; i < 6; i++) File.Copy(images[(i + cls.Length) % images.Length], Path.Combine(root, cls, $"{i}.png"));
-        }
-        return root;
-    }
-
     static PretrainSettings Settings(string data, string outDir) => new()
     {
         Data = data, Test = data, Out = outDir, ModelArgs = TinyArch, Epochs = 3, WarmupEpochs = 1, BatchSize = 4, Lr = 1e-3, Workers = 2, CropPadding = 2,
     };
 
-    static List<JsonNode> Metrics(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
-
-    sealed class KillAfter(long step) : IDistillObserver
-    {
-        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images) { }
-        public void OnStep(StepMetrics m)
-        {
-            if (m.Step == step) throw new OperationCanceledException("simulated kill");
-        }
-        public void OnCheckpoint(CheckpointState state, string path) { }
-        public void OnNote(string message) { }
-    }
-
     [Fact]
     public void A_few_steps_write_a_loadable_classifier_with_the_datasets_classes_and_normalization()
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        var result = new Pretrainer(Settings(MakeData(), run)).Run();
-        Assert.Equal(9, Metrics(run).Count); // 12 images, batch 4, 3 epochs
+        var result = new Pretrainer(Settings(Fixture.MakeTwoClassData(), run)).Run();
+        Assert.Equal(9, Fixture.Metrics(run).Count); // 12 images, batch 4, 3 epochs
         Assert.Equal(["step-00000006", "step-00000009"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order());
         Assert.NotNull(result.TestAccuracy);
         Assert.Equal(12, result.TestImages);
@@ -59,24 +34,24 @@ public sealed class PretrainerTests
         Assert.All(loaded.Config.Std, s => Assert.True(s > 0));
         Assert.Equal(["x", "y"], LabelNames.Read(Path.Combine(run, "model", "config.json"), 2));
         // The saved classifier scores what the run reported.
-        var data = DatasetSource.Open(Settings(MakeData(), run).Data);
+        var data = DatasetSource.Open(Settings(Fixture.MakeTwoClassData(), run).Data);
         Assert.Equal(result.TestAccuracy!.Value, Pretrainer.Accuracy(loaded.Model, data.Items), 6);
     }
 
     [Fact]
     public void Resume_after_a_kill_mid_epoch_reproduces_the_uninterrupted_run_exactly()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var full = Path.Combine(Fixture.TempDir(), "full");
         new Pretrainer(Settings(data, full)).Run();
 
         var killed = Path.Combine(Fixture.TempDir(), "killed");
-        Assert.Throws<OperationCanceledException>(() => new Pretrainer(Settings(data, killed), new KillAfter(5)).Run());
-        Assert.Equal(5, Metrics(killed).Count);
+        Assert.Throws<OperationCanceledException>(() => new Pretrainer(Settings(data, killed), StepObserver.KillAfter(5)).Run());
+        Assert.Equal(5, Fixture.Metrics(killed).Count);
         new Pretrainer(Settings(data, killed)).Run(resume: true);
 
         static List<(long, double, double)> Steps(string run) =>
-            Metrics(run).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
+            Fixture.Metrics(run).Select(m => (m["step"]!.GetValue<long>(), m["loss"]!.GetValue<double>(), m["lr"]!.GetValue<double>())).ToList();
         Assert.Equal(Steps(full), Steps(killed));
         var a = SafeTensors.Load(Path.Combine(full, "model", "model.safetensors"));
         var b = SafeTensors.Load(Path.Combine(killed, "model", "model.safetensors"));
@@ -86,7 +61,7 @@ public sealed class PretrainerTests
     [Fact]
     public void Resume_with_other_settings_is_refused_and_a_held_folder_needs_overwrite()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var run = Path.Combine(Fixture.TempDir(), "run");
         new Pretrainer(Settings(data, run) with { Epochs = 1 }).Run();
         var e = Assert.Throws<DistillationException>(() => new Pretrainer(Settings(data, run) with { Epochs = 1, Lr = 2e-3 }).Run(resume: true));
@@ -98,7 +73,7 @@ public sealed class PretrainerTests
     [Fact]
     public void Fine_tuning_from_init_replaces_a_head_of_another_size()
     {
-        var data = MakeData();
+        var data = Fixture.MakeTwoClassData();
         var run = Path.Combine(Fixture.TempDir(), "run");
         var settings = Settings(data, run) with { ModelArgs = null, Init = Fixture.Path("models", "timm_hub"), Epochs = 1, CropPadding = null };
         new Pretrainer(settings).Run();
