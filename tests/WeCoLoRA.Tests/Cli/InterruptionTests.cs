@@ -126,5 +126,4 @@ public sealed class InterruptionTests
     }
 
     static double Loss(string line) => JsonNode.Parse(line)!["loss"]!.GetValue<double>();
-
 }
