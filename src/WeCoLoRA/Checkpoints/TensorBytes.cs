@@ -11,15 +11,10 @@ internal static class TensorBytes
     /// <summary>Fills the contiguous CPU tensor <paramref name="t"/> with exactly its byte size read from <paramref name="s"/>.</summary>
     public static void ReadInto(torch.Tensor t, Stream s, string file, string what)
     {
-        long numel = t.numel();
-        if (numel == 0) return;
-        long elem = t.element_size();
-        long perChunk = Math.Max(1, ChunkBytes / elem);
-        using var flat = t.view(-1);
-        for (long start = 0; start < numel; start += perChunk)
+        long done = 0;
+        foreach (var part in Chunks(t))
         {
-            long n = Math.Min(perChunk, numel - start);
-            using var part = flat.narrow(0, start, n);
+            using var _ = part;
             var span = part.bytes;
             int total = 0;
             while (total < span.Length)
@@ -28,26 +23,32 @@ internal static class TensorBytes
                 if (got == 0)
                 {
                     throw new CheckpointException(
-                        $"'{file}': data of {what} ends early ({start * elem + total} of {numel * elem} bytes); the file is truncated, download or save it again");
+                        $"'{file}': data of {what} ends early ({done + total} of {t.numel() * t.element_size()} bytes); the file is truncated, download or save it again");
                 }
                 total += got;
             }
+            done += total;
         }
     }
 
     /// <summary>Writes the bytes of the contiguous CPU tensor <paramref name="t"/> to <paramref name="s"/>.</summary>
     public static void WriteFrom(torch.Tensor t, Stream s)
     {
-        long numel = t.numel();
-        if (numel == 0) return;
-        long elem = t.element_size();
-        long perChunk = Math.Max(1, ChunkBytes / elem);
-        using var flat = t.view(-1);
-        for (long start = 0; start < numel; start += perChunk)
+        foreach (var part in Chunks(t))
         {
-            long n = Math.Min(perChunk, numel - start);
-            using var part = flat.narrow(0, start, n);
+            using var _ = part;
             s.Write(part.bytes);
         }
+    }
+
+    /// <summary>Views of at most <see cref="ChunkBytes"/> bytes covering <paramref name="t"/> in order (no 2 GB span limit).</summary>
+    static IEnumerable<torch.Tensor> Chunks(torch.Tensor t)
+    {
+        long numel = t.numel();
+        if (numel == 0) yield break;
+        long perChunk = Math.Max(1, ChunkBytes / t.element_size());
+        using var flat = t.view(-1);
+        for (long start = 0; start < numel; start += perChunk)
+            yield return flat.narrow(0, start, Math.Min(perChunk, numel - start));
     }
 }
