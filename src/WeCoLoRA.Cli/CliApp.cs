@@ -1,4 +1,5 @@
 using System.CommandLine;
+using WeCoLoRA.Runtime;
 
 namespace WeCoLoRA.Cli;
 
@@ -7,6 +8,7 @@ public static class CliApp
 {
     public static int Run(string[] args)
     {
+        NativeHeap.RetainFreedMemory(); // every command moves tensors; see NativeHeap
         var root = new RootCommand("WeCoLoRA.NET: few-shot distillation of Vision Transformers by weight copy and low-rank adaptation.")
         {
             InspectCommand.Create(),

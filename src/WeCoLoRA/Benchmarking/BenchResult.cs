@@ -8,7 +8,7 @@ namespace WeCoLoRA.Benchmarking;
 /// <summary>What one benchmark run measured; <see cref="ToJson"/> carries the peer's keys (img_per_s, step_ms) and ours.</summary>
 public sealed record BenchResult(
     BenchOptions Options, int Threads, int StudentDepth, IReadOnlyList<StepTimes> Steps, StepFlops Flops,
-    double? PeakFp32GFlops, double? PeakBf16GFlops, double? PeakRssMb, IReadOnlyList<double> RssMbByStep, double LastLoss, double? Load1)
+    double? PeakFp32GFlops, double? PeakBf16GFlops, double? PeakRssMb, IReadOnlyList<double> RssMbByStep, double? PageFaultsPerStep, double LastLoss, double? Load1)
 {
     /// <summary>The median step (by total time), as the peer reports.</summary>
     public double StepMs => Median(Steps.Select(s => s.Total));
@@ -92,6 +92,7 @@ public sealed record BenchResult(
             ["mfu"] = Mfu is double m ? R(m, 4) : null,
             ["peak_rss_mb"] = PeakRssMb is double p ? R(p, 1) : null,
             ["rss_mb_curve"] = curve,
+            ["page_faults_per_step"] = PageFaultsPerStep is double f2 ? R(f2, 0) : null,
             ["loss"] = double.IsFinite(LastLoss) ? LastLoss : null,
             ["load1"] = Load1,
             ["step_ms_all"] = new JsonArray([.. Steps.Select(s => (JsonNode)R(s.Total, 1))]),
@@ -111,7 +112,7 @@ public sealed record BenchResult(
         if (PeakGFlops is double p)
             sb.AppendLine(c, $"  matmul peak fp32 {PeakFp32GFlops:F1} / bf16 {PeakBf16GFlops:F1} GFLOP/s -> MFU {Mfu:P1}");
         if (RssMbByStep.Count > 0)
-            sb.AppendLine(c, $"  peak RSS {PeakRssMb:F0} MB; RSS after step 1 {RssMbByStep[0]:F0} MB, after step {RssMbByStep.Count} {RssMbByStep[^1]:F0} MB");
+            sb.AppendLine(c, $"  peak RSS {PeakRssMb:F0} MB; RSS after step 1 {RssMbByStep[0]:F0} MB, after step {RssMbByStep.Count} {RssMbByStep[^1]:F0} MB; {PageFaultsPerStep:F0} page faults/step");
         return sb.ToString();
     }
 }

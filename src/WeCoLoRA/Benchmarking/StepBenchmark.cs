@@ -4,6 +4,7 @@ using WeCoLoRA.Data;
 using WeCoLoRA.Distillation;
 using WeCoLoRA.Models;
 using static TorchSharp.torch;
+using WeCoLoRA.Runtime;
 
 namespace WeCoLoRA.Benchmarking;
 
@@ -22,6 +23,7 @@ public static class StepBenchmark
     public static BenchResult Run(BenchOptions options, Action<string>? progress = null)
     {
         var o = options.Validate();
+        NativeHeap.RetainFreedMemory();
         int threads = o.ResolvedThreads;
         torch.set_num_threads(threads);
 
@@ -48,8 +50,10 @@ public static class StepBenchmark
         var times = new List<StepTimes>();
         var rss = new List<double>();
         double lastLoss = double.NaN;
+        long? faultsAtStart = null;
         for (int i = 0; i < o.Warmup + o.Steps; i++)
         {
+            if (i == o.Warmup) faultsAtStart = SystemStats.MinorFaults();
             long t0 = Stopwatch.GetTimestamp();
             using var images = batches.Next();
             long t1 = Stopwatch.GetTimestamp();
@@ -74,6 +78,7 @@ public static class StepBenchmark
         // Peak RSS is the step's: read it before the peak matmuls. The peak is measured right after the steps, so that on a
         // shared machine it sees the load the steps saw (a peak measured at another time makes MFU meaningless).
         double? peakRss = SystemStats.PeakRssMb();
+        double? faultsPerStep = (SystemStats.MinorFaults() - faultsAtStart) / (double)o.Steps;
         double? load = SystemStats.Load1();
         double? peakFp32 = null, peakBf16 = null;
         if (o.MeasurePeak)
@@ -82,17 +87,21 @@ public static class StepBenchmark
             peakFp32 = MatmulPeak.Measure(ScalarType.Float32, o.PeakSize);
             peakBf16 = MatmulPeak.Measure(ScalarType.BFloat16, o.PeakSize);
         }
-        return new BenchResult(o, threads, keep.Length, times, flops, peakFp32, peakBf16, peakRss, rss, lastLoss, load);
+        return new BenchResult(o, threads, keep.Length, times, flops, peakFp32, peakBf16, peakRss, rss, faultsPerStep, lastLoss, load);
     }
 
     static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
 
-    /// <summary>Random images, or a real image folder through the training loader (with augmentation), cycling epochs.</summary>
+    /// <summary>
+    /// One random batch drawn once and reused, as the peer does (so the data phase is empty, not a randn), or a real image
+    /// folder through the training loader (with augmentation), cycling epochs.
+    /// </summary>
     sealed class BatchSource : IDisposable
     {
         readonly BenchOptions o;
         readonly VitConfig config;
         readonly IReadOnlyList<ImageItem>? items;
+        Tensor? random;
         BatchLoader? loader;
         IEnumerator<Batch>? batches;
         int epoch;
@@ -122,7 +131,11 @@ public static class StepBenchmark
 
         public Tensor Next()
         {
-            if (items is null) return randn(o.Batch, config.InChans, config.ImgSize, config.ImgSize);
+            if (items is null)
+            {
+                random ??= randn(o.Batch, config.InChans, config.ImgSize, config.ImgSize).DetachFromDisposeScope();
+                return random.alias(); // the caller disposes its handle, not the batch
+            }
             long t = Stopwatch.GetTimestamp();
             double waitedBefore = loader?.WaitedTime.TotalMilliseconds ?? 0;
             if (batches is null || !batches.MoveNext())
@@ -143,6 +156,7 @@ public static class StepBenchmark
 
         public void Dispose()
         {
+            random?.Dispose();
             batches?.Dispose();
             loader?.Dispose();
         }

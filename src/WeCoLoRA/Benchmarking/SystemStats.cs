@@ -24,6 +24,21 @@ public static class SystemStats
         return null;
     }
 
+    /// <summary>
+    /// Minor page faults of this process so far (minflt, the 10th field of /proc/self/stat): each is a page the kernel
+    /// had to map and zero, which is what a freshly mapped allocation costs.
+    /// </summary>
+    public static long? MinorFaults()
+    {
+        try
+        {
+            var stat = File.ReadAllText("/proc/self/stat");
+            return long.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[7], CultureInfo.InvariantCulture); // after "pid (comm) "
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
     /// <summary>The 1-minute load average (the machine may be shared: absolute numbers are only as good as this).</summary>
     public static double? Load1()
     {

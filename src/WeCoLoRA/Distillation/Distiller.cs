@@ -9,6 +9,7 @@ using WeCoLoRA.Lora;
 using WeCoLoRA.Models;
 using WeCoLoRA.Optimization;
 using static TorchSharp.torch;
+using WeCoLoRA.Runtime;
 
 namespace WeCoLoRA.Distillation;
 
@@ -102,6 +103,7 @@ public sealed class Distiller
     /// </summary>
     public string Run(bool resume = false, bool overwrite = false, CancellationToken interrupt = default)
     {
+        NativeHeap.RetainFreedMemory();
         var teacherLoaded = ModelLoader.Load(s.Teacher);
         var teacher = teacherLoaded.Model;
         foreach (var note in teacherLoaded.Notes) observer?.OnNote($"teacher: {note}");

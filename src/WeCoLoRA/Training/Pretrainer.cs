@@ -9,6 +9,7 @@ using WeCoLoRA.Distillation;
 using WeCoLoRA.Models;
 using WeCoLoRA.Optimization;
 using static TorchSharp.torch;
+using WeCoLoRA.Runtime;
 
 namespace WeCoLoRA.Training;
 
@@ -37,6 +38,7 @@ public sealed class Pretrainer
 
     public PretrainResult Run(bool resume = false, bool overwrite = false, CancellationToken ct = default)
     {
+        NativeHeap.RetainFreedMemory();
         var total = Stopwatch.StartNew();
         var train = DatasetSource.Open(s.Data).Take(s.Limit);
         if (train.Items.Count == 0) throw new DataException($"--data {s.Data} holds no images");
