@@ -30,13 +30,18 @@ static class DistillCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var precision = new Option<string>("--precision") { Description = "fp32 or bf16 (frozen weights in bf16, adapters and optimizer state fp32)", DefaultValueFactory = _ => "fp32" };
         var noAugment = new Option<bool>("--no-augment") { Description = "eval preprocessing instead of RandomResizedCrop + flip" };
+        var teacherCache = new Option<string>("--teacher-cache")
+        {
+            Description = "with --no-augment, where the teacher's targets are kept after epoch 1: auto (memory when they fit in a quarter of it, else a file in --out), memory, disk or off",
+            DefaultValueFactory = _ => "auto",
+        };
         var workers = new Option<int>("--workers") { Description = "decode threads (0 = one per core)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
         var overwrite = new Option<bool>("--overwrite") { Description = "replace the run that --out holds" };
         var cmd = new Command("distill", "Distill a teacher into a shallower student (weight copy + LoRA) on a few unlabeled images.")
         {
             teacher, data, outDir, method, ratio, r, keep, rank, alpha, targets, align, epochs, warmup, batchSize, accum,
-            blr, lr, minLr, wd, seed, precision, noAugment, workers, resume, overwrite,
+            blr, lr, minLr, wd, seed, precision, noAugment, teacherCache, workers, resume, overwrite,
         };
         CliSupport.AddImageOptions(cmd);
         cmd.SetAction(parse => CliSupport.Run(() =>
@@ -65,6 +70,7 @@ static class DistillCommand
                 Seed = parse.GetValue(seed),
                 Precision = DistillSettings.ParseEnum<Precision>(parse.GetValue(precision)!, "--precision"),
                 NoAugment = parse.GetValue(noAugment),
+                TeacherCache = DistillSettings.ParseEnum<TeacherCacheMode>(parse.GetValue(teacherCache)!, "--teacher-cache"),
                 Workers = parse.GetValue(workers),
                 Strict = CliSupport.IsStrict(parse),
                 MaxPixels = CliSupport.MaxPixelsOf(parse),

@@ -66,6 +66,8 @@ public sealed record DistillSettings
     public int Seed { get; init; }
     public Precision Precision { get; init; } = Precision.Fp32;
     public bool NoAugment { get; init; }
+    /// <summary>Where a --no-augment run keeps the teacher's targets after the first epoch; ignored with augmentation.</summary>
+    public TeacherCacheMode TeacherCache { get; init; } = TeacherCacheMode.Auto;
     public int Workers { get; init; }
     /// <summary>Stop at the first unusable image instead of skipping it with a warning.</summary>
     public bool Strict { get; init; }

@@ -42,11 +42,20 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
         return stack(terms).mean();
     }
 
-    /// <summary>One micro-batch: targets, loss, backward scaled for gradient accumulation; returns the loss.</summary>
-    public double Step(Tensor images, int accumIter = 1)
+    /// <summary>
+    /// One micro-batch: targets (from <paramref name="cache"/> when it holds all of <paramref name="indices"/>), loss,
+    /// backward scaled for gradient accumulation; returns the loss.
+    /// </summary>
+    public double Step(Tensor images, int accumIter = 1, TeacherCache? cache = null, int[]? indices = null)
     {
         using var scope = NewDisposeScope();
-        var loss = Loss(images, Teach(images));
+        var targets = cache?.TryGet(indices!);
+        if (targets is null)
+        {
+            targets = Teach(images);
+            cache?.Put(indices!, targets);
+        }
+        var loss = Loss(images, targets);
         (loss / accumIter).backward();
         return loss.item<float>();
     }

@@ -115,7 +115,7 @@ public sealed class Distiller
         string? checkpoint = null;
         if (resume && run.HoldsRun)
         {
-            run.CheckSameSettings(settingsJson, "workers");
+            run.CheckSameSettings(settingsJson, "workers", "teacher_cache");
             if (File.Exists(run.SubsetPath) && !File.ReadAllLines(run.SubsetPath).SequenceEqual(items.Select(i => i.RelativePath)))
                 throw new DistillationException($"--resume: the images in {s.Data} differ from the run's {run.SubsetPath}; resume on the same data or start a new --out");
             checkpoint = run.LatestCheckpoint();
@@ -186,6 +186,19 @@ public sealed class Distiller
         return fresh;
     }
 
+    /// <summary>
+    /// A cache of teacher targets when the inputs repeat every epoch (--no-augment) and more than one epoch is left;
+    /// a resumed run starts it empty.
+    /// </summary>
+    TeacherCache? CreateTeacherCache(VisionTransformer teacher, int images, int startEpoch)
+    {
+        if (!s.NoAugment || s.TeacherCache == TeacherCacheMode.Off || s.Epochs - startEpoch < 2) return null;
+        var cache = new TeacherCache(images, teacher.Config.Depth, teacher.pos_embed.shape[1], teacher.Config.EmbedDim, s.Align == Alignment.Blocks,
+            teacher.pos_embed.dtype, s.TeacherCache, Path.Combine(run.Root, "teacher-cache.bin"));
+        observer?.OnNote($"teacher cache: {cache.Bytes / (1024.0 * 1024.0):F0} MiB {(cache.FilePath is null ? "in memory" : $"memory-mapped at {cache.FilePath}")}; the teacher runs once per image");
+        return cache;
+    }
+
     void Train(VisionTransformer teacher, VisionTransformer student, List<(string name, Parameter parameter)> trainable, OptimizerHelper optimizer,
         IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken interrupt)
     {
@@ -195,6 +208,7 @@ public sealed class Distiller
         teacher.eval();
         student.train();
         observer?.OnStart(s.Epochs, stepsPerEpoch, start.Epoch, items.Count);
+        using var cache = CreateTeacherCache(teacher, items.Count, start.Epoch);
         long step = start.Step;
         string Save(int epoch, int batchesDone)
         {
@@ -223,7 +237,7 @@ public sealed class Distiller
                     double lr = LrSchedule.At(epoch + (double)batchIndex / batchesPerEpoch, s.AbsoluteLr, s.WarmupEpochs, s.Epochs, s.MinLr);
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
                 }
-                double loss = objective.Step(batch.Images, s.AccumIter);
+                double loss = objective.Step(batch.Images, s.AccumIter, cache, batch.Indices);
                 if (!double.IsFinite(loss))
                     throw new DistillationException(
                         $"loss is {loss} at step {step + 1} (epoch {epoch}); batch files: {string.Join(", ", batch.Indices.Take(8).Select(i => items[i].RelativePath))}; " +
@@ -251,5 +265,6 @@ public sealed class Distiller
             var path = Save(epoch, batchesPerEpoch);
             if (interrupt.IsCancellationRequested && epoch + 1 < s.Epochs) throw new RunInterruptedException(path);
         }
+        if (cache is not null) observer?.OnNote($"teacher cache: {cache.Hits} of {cache.Hits + cache.Misses} targets reused");
     }
 }
