@@ -97,8 +97,8 @@ public sealed class Attention : LinearHost
         // [B, N, 3C] -> [3, B, heads, N, head_dim]
         var parts = qkv.call(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
         Tensor o;
-        // libtorch's CPU scaled_dot_product_attention (flash kernel) runs at a third of the explicit form's speed at ViT
-        // sizes (ViT-S/16, batch 32, bf16: 15 ms vs 6 ms forward, 56 vs 25 ms with backward; docs/performance.md); on
+        // libtorch's CPU scaled_dot_product_attention (flash kernel) runs at 40% of the explicit form's speed at ViT
+        // sizes (ViT-S/16, batch 32, bf16: 15 vs 6 ms forward, 56 vs 25 ms with backward; docs/performance.md); on
         // CUDA the fused kernel wins. Scaling q before the product scales N·d values instead of N·N.
         if (x.device_type == DeviceType.CPU || AttentionCapture is not null)
         {
