@@ -5,7 +5,7 @@ namespace WeCoLoRA.Runtime;
 /// <summary>
 /// The C heap libtorch allocates tensors from. glibc serves blocks above its mmap threshold (128 KiB to 32 MiB) with a
 /// fresh mmap and unmaps them on free, so every step's activations are page-faulted in and zeroed by the kernel again:
-/// on ViT-S/16 bf16 that was 0.5 s of system time per 1.6 s step. Keeping freed memory in the heap removes it (10% faster
+/// on ViT-S/16 bf16 that was 0.45 s of system time per 1.6 s step. Keeping freed memory in the heap removes it (10% faster
 /// steps at about the same peak RSS; docs/performance.md). PyTorch users get the same effect from jemalloc or tcmalloc.
 /// Threads other than the process's first get 64 MiB heaps and still map larger blocks afresh; the CLI trains on the first.
 /// </summary>

@@ -1,9 +1,15 @@
 using WeCoLoRA.Checkpoints;
 using WeCoLoRA.Distillation;
+using WeCoLoRA.Tests.Cli;
 using static TorchSharp.torch;
 
 namespace WeCoLoRA.Tests.Distillation;
 
+/// <summary>
+/// Exact comparisons run alone: with other tests computing at the same time, MKL may pick another thread count for a
+/// GEMM and round the last bit differently.
+/// </summary>
+[Collection(nameof(ConsoleCollection))]
 public sealed class TeacherCacheTests
 {
     static DistillSettings Settings(string data, string outDir, TeacherCacheMode mode, Alignment align = Alignment.Last) => new()
