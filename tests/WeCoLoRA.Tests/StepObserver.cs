@@ -2,13 +2,14 @@ using WeCoLoRA.Distillation;
 
 namespace WeCoLoRA.Tests;
 
-/// <summary>A training observer that only acts on steps: simulated kills and interrupts at a chosen step.</summary>
-sealed class StepObserver(Action<StepMetrics> onStep) : IDistillObserver
+/// <summary>A training observer that acts on steps (simulated kills and interrupts at a chosen step) and keeps the notes.</summary>
+sealed class StepObserver(Action<StepMetrics>? onStep = null) : IDistillObserver
 {
+    public List<string> Notes { get; } = [];
     public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images) { }
-    public void OnStep(StepMetrics m) => onStep(m);
+    public void OnStep(StepMetrics m) => onStep?.Invoke(m);
     public void OnCheckpoint(CheckpointState state, string path) { }
-    public void OnNote(string message) { }
+    public void OnNote(string message) => Notes.Add(message);
 
     /// <summary>Throws at <paramref name="step"/>, after it was logged, as a kill between two steps would leave things.</summary>
     public static StepObserver KillAfter(long step) =>

@@ -78,6 +78,7 @@ public sealed class BenchCliTests
         Assert.True(j["peak_gflop_per_s"]!["bf16"]!.GetValue<double>() > 0);
         Assert.True(j["mfu"]!.GetValue<double>() > 0);
         Assert.True(j["peak_rss_mb"]!.GetValue<double>() > 0);
+        Assert.True(j["page_faults_per_step"]!.GetValue<double>() >= 0);
         Assert.Single(j["rss_mb_curve"]!.AsArray());
         Assert.Single(j["step_ms_all"]!.AsArray());
         Assert.True(double.IsFinite(j["loss"]!.GetValue<double>()));

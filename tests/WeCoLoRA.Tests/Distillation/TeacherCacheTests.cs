@@ -18,23 +18,14 @@ public sealed class TeacherCacheTests
         Lr = 5e-3, Workers = 2, NoAugment = true, TeacherCache = mode, Align = align,
     };
 
-    sealed class Notes : IDistillObserver
-    {
-        public readonly List<string> Lines = [];
-        public void OnStart(int epochs, int stepsPerEpoch, int startEpoch, int images) { }
-        public void OnStep(StepMetrics m) { }
-        public void OnCheckpoint(CheckpointState state, string path) { }
-        public void OnNote(string message) => Lines.Add(message);
-    }
-
     static (List<double> Losses, Dictionary<string, Tensor> Adapters, List<string> Notes) Run(string data, TeacherCacheMode mode, Alignment align)
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        var notes = new Notes();
-        new Distiller(Settings(data, run, mode, align), notes).Run();
+        var observer = new StepObserver();
+        new Distiller(Settings(data, run, mode, align), observer).Run();
         Assert.False(File.Exists(Path.Combine(run, "teacher-cache.bin")), "the cache file outlived the run");
         return (Fixture.Metrics(run).Select(m => m["loss"]!.GetValue<double>()).ToList(),
-            SafeTensors.Load(Path.Combine(run, "student", "adapter_model.safetensors")), notes.Lines);
+            SafeTensors.Load(Path.Combine(run, "student", "adapter_model.safetensors")), observer.Notes);
     }
 
     /// <summary>12 images, 3 epochs: the teacher runs on the 12 images once and 24 targets come from the cache.</summary>
@@ -58,10 +49,10 @@ public sealed class TeacherCacheTests
     public void A_cache_is_only_made_when_inputs_repeat_and_an_epoch_is_left_to_reuse_it()
     {
         var data = Fixture.MakeTwoClassData();
-        var augmented = new Notes();
+        var augmented = new StepObserver();
         new Distiller(Settings(data, Path.Combine(Fixture.TempDir(), "run"), TeacherCacheMode.Memory) with { NoAugment = false }, augmented).Run();
-        var oneEpoch = new Notes();
+        var oneEpoch = new StepObserver();
         new Distiller(Settings(data, Path.Combine(Fixture.TempDir(), "run"), TeacherCacheMode.Memory) with { Epochs = 1 }, oneEpoch).Run();
-        Assert.DoesNotContain(augmented.Lines.Concat(oneEpoch.Lines), n => n.StartsWith("teacher cache"));
+        Assert.DoesNotContain(augmented.Notes.Concat(oneEpoch.Notes), n => n.StartsWith("teacher cache"));
     }
 }
