@@ -77,7 +77,6 @@ public sealed class Distiller
     public static VisionTransformer BuildStudent(VisionTransformer teacher, DistillSettings s, bool forTraining = false)
     {
         var keep = KeptBlocks(s, teacher.Config.Depth);
-        manual_seed(s.Seed); // LoRA A init and the from-scratch init draw from it
         VisionTransformer student;
         if (s.Method == DistillMethod.KdScratch)
         {
@@ -91,7 +90,7 @@ public sealed class Distiller
         if (AdapterSpec(s) is { } spec)
         {
             if (forTraining && s.Precision == Precision.Bf16) student.to(bfloat16);
-            spec.Inject(student);
+            spec.Inject(student, new Generator((ulong)s.Seed));
         }
         else if (s.Method == DistillMethod.Weco) foreach (var p in student.parameters()) p.requires_grad = false;
         return student;

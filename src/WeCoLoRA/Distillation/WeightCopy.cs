@@ -50,15 +50,20 @@ public static partial class WeightCopy
         return student;
     }
 
-    /// <summary>timm's init for a ViT trained from scratch: trunc-normal(0.02) linears and pos_embed, zero biases, unit norms, cls_token N(0, 1e-6).</summary>
+    /// <summary>
+    /// timm's init for a ViT trained from scratch: trunc-normal(0.02) linears and pos_embed, zero biases, unit norms,
+    /// cls_token N(0, 1e-6), and PyTorch's default conv init for the patch embedding, all drawn from <paramref name="seed"/>.
+    /// </summary>
     public static void InitFromScratch(VisionTransformer model, long seed)
     {
         using var _ = no_grad();
         var g = new Generator((ulong)seed);
+        var conv = model.patch_embed.proj;
+        SeededInit.ResetParameters(conv.weight!, conv.bias, g);
         foreach (var (name, p) in model.named_parameters())
         {
+            if (name.StartsWith("patch_embed", StringComparison.Ordinal)) continue;
             if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
-            else if (name.StartsWith("patch_embed", StringComparison.Ordinal)) continue; // timm keeps PyTorch's conv init
             else if (name == "cls_token") p.normal_(0, 1e-6, g);
             else if (name.Contains("norm", StringComparison.Ordinal)) p.fill_(1.0);
             else TruncNormal(p, 0.02, g);

@@ -27,18 +27,21 @@ public sealed record LoraSpec(IReadOnlyList<string> Targets, int Rank, double Al
         return AllTargets.Where(names.Contains).ToList(); // canonical order
     }
 
-    /// <summary>Wraps the targeted linear maps of every block; only adapter parameters stay trainable.</summary>
-    public void Inject(VisionTransformer model)
+    /// <summary>
+    /// Wraps the targeted linear maps of every block; only adapter parameters stay trainable. <paramref name="generator"/>
+    /// draws the A matrices (null when they are about to be loaded).
+    /// </summary>
+    public void Inject(VisionTransformer model, Generator? generator = null)
     {
         foreach (var p in model.parameters()) p.requires_grad = false;
         foreach (var block in model.blocks)
         {
             var qkvParts = QkvParts.Where(Targets.Contains).ToList();
             if (qkvParts.Count > 0)
-                Wrap(block.attn, "qkv", l => new LoraLinear(l, Rank, Alpha, QkvParts, qkvParts));
-            if (Targets.Contains("proj")) Wrap(block.attn, "proj", l => new LoraLinear(l, Rank, Alpha));
-            if (Targets.Contains("fc1")) Wrap(block.mlp, "fc1", l => new LoraLinear(l, Rank, Alpha));
-            if (Targets.Contains("fc2")) Wrap(block.mlp, "fc2", l => new LoraLinear(l, Rank, Alpha));
+                Wrap(block.attn, "qkv", l => new LoraLinear(l, Rank, Alpha, QkvParts, qkvParts, generator));
+            if (Targets.Contains("proj")) Wrap(block.attn, "proj", l => new LoraLinear(l, Rank, Alpha, generator: generator));
+            if (Targets.Contains("fc1")) Wrap(block.mlp, "fc1", l => new LoraLinear(l, Rank, Alpha, generator: generator));
+            if (Targets.Contains("fc2")) Wrap(block.mlp, "fc2", l => new LoraLinear(l, Rank, Alpha, generator: generator));
         }
     }
 

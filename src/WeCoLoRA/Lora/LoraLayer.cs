@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using WeCoLoRA.Models;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
@@ -29,7 +30,9 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
 
     readonly Dictionary<string, Linear> a = new(), b = new();
 
-    public LoraLinear(Linear baseLayer, int rank, double alpha, IReadOnlyList<string>? parts = null, IReadOnlyList<string>? adapted = null)
+    /// <param name="generator">Draws the A initialisation; adapters about to be loaded from a file may leave it null.</param>
+    public LoraLinear(Linear baseLayer, int rank, double alpha, IReadOnlyList<string>? parts = null, IReadOnlyList<string>? adapted = null,
+        Generator? generator = null)
         : base(nameof(LoraLinear))
     {
         long inFeatures = baseLayer.weight!.shape[1], outFeatures = baseLayer.weight.shape[0];
@@ -47,8 +50,8 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
         {
             a[part] = Linear(inFeatures, rank, hasBias: false);
             b[part] = Linear(rank, outFeatures / Parts.Count, hasBias: false);
+            if (generator is not null) SeededInit.KaimingUniformA5(a[part].weight!, generator);
             using var _ = no_grad();
-            init.kaiming_uniform_(a[part].weight!, a: Math.Sqrt(5));
             init.zeros_(b[part].weight!);
         }
         // A single part is stored as lora_A.weight (PEFT's file layout); several as lora_A.q.weight, ...

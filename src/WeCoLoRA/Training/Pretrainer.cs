@@ -115,7 +115,6 @@ public sealed class Pretrainer
     VisionTransformer BuildModel(Dataset train)
     {
         int classes = train.Classes.Count;
-        manual_seed(s.Seed); // patch-embedding conv and a replaced head draw from it
         if (s.Init is not null)
         {
             var loaded = ModelLoader.Load(s.Init);
@@ -128,6 +127,7 @@ public sealed class Pretrainer
             bool Copied(string key) => sameHead || !key.StartsWith("head.", StringComparison.Ordinal);
             var sd = loaded.Model.state_dict().Where(kv => Copied(kv.Key)).ToDictionary();
             ModelLoader.LoadStrict(model, sd, loaded.WeightsPath, Copied);
+            if (!sameHead && model.head is Linear head) SeededInit.ResetParameters(head.weight!, head.bias, new Generator((ulong)s.Seed));
             return model;
         }
         var arch = s.Architecture();

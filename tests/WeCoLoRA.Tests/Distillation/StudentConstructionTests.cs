@@ -50,6 +50,32 @@ public sealed class StudentConstructionTests
         }
     }
 
+    // Tests run in parallel and draw from the process-wide generator, so a student seeded through it would not repeat.
+    [Theory]
+    [InlineData(DistillMethod.WeCoLoRA)]
+    [InlineData(DistillMethod.KdScratch)]
+    public void The_students_random_init_depends_on_the_seed_alone(DistillMethod method)
+    {
+        manual_seed(0);
+        var teacher = new VisionTransformer(new VitConfig { ImgSize = 32, PatchSize = 8, EmbedDim = 48, Depth = 4, NumHeads = 3, NumClasses = 0 });
+        var settings = new DistillSettings { Teacher = "", Data = "", Out = "", Method = method, Rank = 4 };
+        Dictionary<string, Tensor> Random(long globalSeed, int seed)
+        {
+            manual_seed(globalSeed);
+            var student = Distiller.BuildStudent(teacher, settings with { Seed = seed });
+            return student.state_dict().Where(kv => kv.Key.Contains("lora_A") || method == DistillMethod.KdScratch).ToDictionary();
+        }
+        var a = Random(1, 7);
+        var b = Random(2, 7);
+        var c = Random(1, 8);
+        Assert.NotEmpty(a);
+        foreach (var (key, value) in a)
+        {
+            Assert.True(value.allclose(b[key], rtol: 0, atol: 0), key);
+            if (value.std().item<float>() > 0) Assert.False(value.allclose(c[key]), key);
+        }
+    }
+
     [Fact]
     public void The_few_shot_subset_keeps_floor_ratio_per_class_at_least_one_and_is_seeded()
     {
