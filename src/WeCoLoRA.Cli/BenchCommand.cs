@@ -17,6 +17,7 @@ static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "timed steps (the median is reported)", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 3 };
         var threads = new Option<int>("--threads") { Description = "intra-op threads (0 = every core)", DefaultValueFactory = _ => 0 };
+        var lanes = new Option<int>("--lanes") { Description = "shards of each batch run side by side, each on its share of the threads (0 = one per thread on CPU)", DefaultValueFactory = _ => 0 };
         var data = new Option<string?>("--data") { Description = "image folder read through the training loader with augmentation (default: random tensors)" };
         var workers = new Option<int>("--workers") { Description = "decode threads for --data (0 = one per core)", DefaultValueFactory = _ => 0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
@@ -29,7 +30,7 @@ static class BenchCommand
         var python = new Option<string>("--python") { Description = "interpreter for the peer", DefaultValueFactory = _ => "/usr/bin/python3" };
         var cmd = new Command("bench", "Time the distillation step (teacher fwd, student fwd, L1, backward, AdamW) on a random-weight teacher; optionally against the PyTorch peer.")
         {
-            model, r, rank, batch, precision, steps, warmup, threads, data, workers, seed, noPeak, peakSize, json, vsReference, pairs, reference, python,
+            model, r, rank, batch, precision, steps, warmup, threads, lanes, data, workers, seed, noPeak, peakSize, json, vsReference, pairs, reference, python,
         };
         cmd.SetAction(parse => CliSupport.Run(() =>
         {
@@ -40,7 +41,7 @@ static class BenchCommand
                            select new BenchOptions
                            {
                                Model = m, R = parse.GetValue(r), Rank = parse.GetValue(rank), Batch = parse.GetValue(batch), Precision = p,
-                               Steps = parse.GetValue(steps), Warmup = parse.GetValue(warmup), Threads = parse.GetValue(threads),
+                               Steps = parse.GetValue(steps), Warmup = parse.GetValue(warmup), Threads = parse.GetValue(threads), Lanes = parse.GetValue(lanes),
                                Data = parse.GetValue(data), Workers = parse.GetValue(workers), Seed = parse.GetValue(seed),
                                MeasurePeak = !parse.GetValue(noPeak), PeakSize = parse.GetValue(peakSize),
                            }.Validate()).ToList();

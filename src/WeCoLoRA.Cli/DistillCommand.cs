@@ -36,12 +36,13 @@ static class DistillCommand
             DefaultValueFactory = _ => "auto",
         };
         var workers = new Option<int>("--workers") { Description = "decode threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var lanes = new Option<int>("--lanes") { Description = "shards of each batch trained side by side, each on its share of the threads (0 = one per thread)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
         var overwrite = new Option<bool>("--overwrite") { Description = "replace the run that --out holds" };
         var cmd = new Command("distill", "Distill a teacher into a shallower student (weight copy + LoRA) on a few unlabeled images.")
         {
             teacher, data, outDir, method, ratio, r, keep, rank, alpha, targets, align, epochs, warmup, batchSize, accum,
-            blr, lr, minLr, wd, seed, precision, noAugment, teacherCache, workers, resume, overwrite,
+            blr, lr, minLr, wd, seed, precision, noAugment, teacherCache, workers, lanes, resume, overwrite,
         };
         CliSupport.AddImageOptions(cmd);
         cmd.SetAction(parse => CliSupport.Run(() =>
@@ -72,6 +73,7 @@ static class DistillCommand
                 NoAugment = parse.GetValue(noAugment),
                 TeacherCache = DistillSettings.ParseEnum<TeacherCacheMode>(parse.GetValue(teacherCache)!, "--teacher-cache"),
                 Workers = parse.GetValue(workers),
+                Lanes = parse.GetValue(lanes),
                 Strict = CliSupport.IsStrict(parse),
                 MaxPixels = CliSupport.MaxPixelsOf(parse),
             };

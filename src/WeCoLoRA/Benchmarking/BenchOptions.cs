@@ -15,6 +15,8 @@ public sealed record BenchOptions
     public int Warmup { get; init; } = 3;
     /// <summary>Intra-op threads; 0 = every core (as the peer).</summary>
     public int Threads { get; init; }
+    /// <summary>Shards of each batch run side by side, each on its own share of the threads (0 = auto, <see cref="Runtime.TorchLanes.Resolve"/>).</summary>
+    public int Lanes { get; init; }
     /// <summary>A folder of images read through <see cref="Data.BatchLoader"/> with augmentation; null = random tensors.</summary>
     public string? Data { get; init; }
     /// <summary>Decode threads for <see cref="Data"/> (0 = one per core).</summary>
@@ -35,6 +37,7 @@ public sealed record BenchOptions
         Check(Steps >= 1, $"--steps {Steps} must be at least 1");
         Check(Warmup >= 0, $"--warmup {Warmup} must be >= 0");
         Check(Threads >= 0, $"--threads {Threads} must be >= 0");
+        Check(Lanes >= 0, $"--lanes {Lanes} must be >= 0");
         Check(Workers >= 0, $"--workers {Workers} must be >= 0");
         Check(PeakSize >= 64, $"--peak-size {PeakSize} must be at least 64");
         Models.VitPresets.Get(Model);
@@ -57,7 +60,7 @@ public sealed record BenchOptions
     /// <summary>Our own flags for a child run (the peer's plus data and peak settings).</summary>
     public IReadOnlyList<string> Args()
     {
-        var args = new List<string>(PeerArgs()) { "--seed", Inv(Seed) };
+        var args = new List<string>(PeerArgs()) { "--seed", Inv(Seed), "--lanes", Inv(Lanes) };
         if (Data is not null) args.AddRange(["--data", Data, "--workers", Inv(Workers)]);
         if (!MeasurePeak) args.Add("--no-peak");
         else args.AddRange(["--peak-size", Inv(PeakSize)]);
@@ -89,6 +92,7 @@ public sealed record BenchOptions
                 "--steps" => o with { Steps = Int() },
                 "--warmup" => o with { Warmup = Int() },
                 "--threads" => o with { Threads = Int() },
+                "--lanes" => o with { Lanes = Int() },
                 "--data" => o with { Data = Next() },
                 "--workers" => o with { Workers = Int() },
                 "--seed" => o with { Seed = Int() },

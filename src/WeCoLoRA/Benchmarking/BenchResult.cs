@@ -7,7 +7,7 @@ namespace WeCoLoRA.Benchmarking;
 
 /// <summary>What one benchmark run measured; <see cref="ToJson"/> carries the peer's keys (img_per_s, step_ms) and ours.</summary>
 public sealed record BenchResult(
-    BenchOptions Options, int Threads, int StudentDepth, IReadOnlyList<StepTimes> Steps, StepFlops Flops,
+    BenchOptions Options, int Threads, int Lanes, int StudentDepth, IReadOnlyList<StepTimes> Steps, StepFlops Flops,
     double? PeakFp32GFlops, double? PeakBf16GFlops, double? PeakRssMb, IReadOnlyList<double> RssMbByStep, double? PageFaultsPerStep, double LastLoss, double? Load1)
 {
     /// <summary>The median step (by total time), as the peer reports.</summary>
@@ -54,6 +54,7 @@ public sealed record BenchResult(
             ["batch"] = o.Batch,
             ["precision"] = o.Precision == Precision.Bf16 ? "bf16" : "fp32",
             ["threads"] = Threads,
+            ["lanes"] = Lanes,
             ["img_per_s"] = R(ImagesPerSecond, 2),
             ["step_ms"] = R(StepMs, 1),
             ["steps"] = o.Steps,
@@ -105,7 +106,7 @@ public sealed record BenchResult(
         var s = Shares;
         var sb = new StringBuilder();
         var c = CultureInfo.InvariantCulture;
-        sb.AppendLine(c, $"{o.Model}  r={o.R} (student {StudentDepth} blocks)  rank={o.Rank}  batch={o.Batch}  {(o.Precision == Precision.Bf16 ? "bf16" : "fp32")}  threads={Threads}  data={o.Data ?? "random"}  load={Load1:F2}");
+        sb.AppendLine(c, $"{o.Model}  r={o.R} (student {StudentDepth} blocks)  rank={o.Rank}  batch={o.Batch}  {(o.Precision == Precision.Bf16 ? "bf16" : "fp32")}  threads={Threads}  lanes={Lanes}  data={o.Data ?? "random"}  load={Load1:F2}");
         sb.AppendLine(c, $"  {ImagesPerSecond:F2} images/s   {StepMs:F1} ms/step (median of {o.Steps}, after {o.Warmup} warm-up)");
         sb.AppendLine(c, $"  teacher fwd {s.TeacherForward:P1} | student fwd {s.StudentForward:P1} | backward {s.Backward:P1} | optimizer {s.Optimizer:P1} | data {s.Data:P1}{(o.Data is null ? "" : " (waiting for the loader)")}");
         sb.AppendLine(c, $"  {Flops.Total / 1e9:F1} GFLOP/step (teacher {Flops.TeacherForward / 1e9:F1}, student fwd {Flops.StudentForward / 1e9:F1}, bwd {Flops.StudentBackward / 1e9:F1}) -> {AchievedGFlops:F1} GFLOP/s");

@@ -43,7 +43,9 @@ public static class StepBenchmark
         var keep = Distiller.KeptBlocks(settings, config.Depth);
         var trainable = student.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         using var optimizer = Distiller.CreateOptimizer(trainable, settings);
-        var objective = new DistillationObjective(teacher, student, settings.Method, settings.Align, keep);
+        int lanes = TorchLanes.Resolve(o.Lanes, threads, o.Batch);
+        using var laneThreads = TorchLanes.Create(lanes, threads);
+        var objective = new DistillationObjective(teacher, student, settings.Method, settings.Align, keep, laneThreads);
         var flops = FlopCounter.Count(config, keep.Length, Distiller.AdapterSpec(settings), o.Batch);
 
         using var batches = new BatchSource(o, config);
@@ -57,21 +59,17 @@ public static class StepBenchmark
             long t0 = Stopwatch.GetTimestamp();
             using var images = batches.Next();
             long t1 = Stopwatch.GetTimestamp();
+            var step = objective.Step(images);
+            lastLoss = step.Loss;
+            long t4 = Stopwatch.GetTimestamp();
             using (var scope = NewDisposeScope())
             {
-                var targets = objective.Teach(images);
-                long t2 = Stopwatch.GetTimestamp();
-                var loss = objective.Loss(images, targets);
-                long t3 = Stopwatch.GetTimestamp();
-                loss.backward();
-                lastLoss = loss.item<float>(); // the one host sync a training step has: the logged loss
-                long t4 = Stopwatch.GetTimestamp();
                 optimizer.step();
                 optimizer.zero_grad();
-                long t5 = Stopwatch.GetTimestamp();
-                if (i >= o.Warmup)
-                    times.Add(new StepTimes(Ms(t0, t1) - batches.TakeUnwaited(), Ms(t1, t2), Ms(t2, t3), Ms(t3, t4), Ms(t4, t5)));
             }
+            long t5 = Stopwatch.GetTimestamp();
+            if (i >= o.Warmup)
+                times.Add(new StepTimes(Ms(t0, t1) - batches.TakeUnwaited(), step.TeacherMs, step.StudentMs, step.BackwardMs, Ms(t4, t5)));
             rss.Add(SystemStats.RssMb() ?? double.NaN);
             progress?.Invoke($"step {i + 1}/{o.Warmup + o.Steps}{(i < o.Warmup ? " (warm-up)" : "")}: {Ms(t0, Stopwatch.GetTimestamp()):F0} ms, loss {lastLoss:G4}");
         }
@@ -87,7 +85,7 @@ public static class StepBenchmark
             peakFp32 = MatmulPeak.Measure(ScalarType.Float32, o.PeakSize);
             peakBf16 = MatmulPeak.Measure(ScalarType.BFloat16, o.PeakSize);
         }
-        return new BenchResult(o, threads, keep.Length, times, flops, peakFp32, peakBf16, peakRss, rss, faultsPerStep, lastLoss, load);
+        return new BenchResult(o, threads, lanes, keep.Length, times, flops, peakFp32, peakBf16, peakRss, rss, faultsPerStep, lastLoss, load);
     }
 
     static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;

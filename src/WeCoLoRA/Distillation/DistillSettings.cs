@@ -69,6 +69,8 @@ public sealed record DistillSettings
     /// <summary>Where a --no-augment run keeps the teacher's targets after the first epoch; ignored with augmentation.</summary>
     public TeacherCacheMode TeacherCache { get; init; } = TeacherCacheMode.Auto;
     public int Workers { get; init; }
+    /// <summary>Shards of each batch trained side by side, each on its share of the intra-op threads (0 = one per thread).</summary>
+    public int Lanes { get; init; }
     /// <summary>Stop at the first unusable image instead of skipping it with a warning.</summary>
     public bool Strict { get; init; }
     /// <summary>Images with more pixels are refused (decompression bombs).</summary>
@@ -92,6 +94,7 @@ public sealed record DistillSettings
         Check(MinLr >= 0, $"--min-lr {MinLr} must be >= 0");
         Check(Alpha is null or > 0, $"--alpha {Alpha} must be positive");
         Check(Workers >= 0, $"--workers {Workers} must be >= 0");
+        Check(Lanes >= 0, $"--lanes {Lanes} must be >= 0");
         Check(MaxPixels > 0, $"--max-pixels {MaxPixels} must be positive");
         return this;
     }

@@ -1,19 +1,37 @@
+using System.Diagnostics;
+using TorchSharp;
 using WeCoLoRA.Models;
+using WeCoLoRA.Runtime;
 using static TorchSharp.torch;
 
 namespace WeCoLoRA.Distillation;
 
 /// <summary>What the student is fitted to for one batch: the teacher's output and, for block alignment, every block's.</summary>
-public sealed record TeacherTargets(Tensor Output, IReadOnlyList<Tensor>? Blocks);
+public sealed record TeacherTargets(Tensor Output, IReadOnlyList<Tensor>? Blocks) : IDisposable
+{
+    /// <summary>Targets of images [from, from + size) of the batch.</summary>
+    public TeacherTargets Narrow(int from, int size) => new(Output.narrow(0, from, size), Blocks?.Select(b => b.narrow(0, from, size)).ToList());
+
+    public TeacherTargets DetachFromDisposeScope() => new(Output.DetachFromDisposeScope(), Blocks?.Select(b => b.DetachFromDisposeScope()).ToList());
+
+    public void Dispose()
+    {
+        Output.Dispose();
+        foreach (var b in Blocks ?? []) b.Dispose();
+    }
+}
 
 /// <summary>
 /// The feature-distillation loss of a method (METHOD.md): L1 between teacher and student last-block tokens before the
 /// final norm (LoRA methods) or after it (WeCo+KD, KD from scratch), optionally averaged with block alignment terms.
-/// Split into teacher and student halves so the benchmark can time each.
+/// 
 /// </summary>
-public sealed class DistillationObjective(VisionTransformer teacher, VisionTransformer student, DistillMethod method, Alignment align, int[] keep)
+/// <param name="lanes">Threads that each take a shard of every batch; null runs the batch whole on the calling thread.</param>
+public sealed class DistillationObjective(VisionTransformer teacher, VisionTransformer student, DistillMethod method, Alignment align, int[] keep,
+    TorchLanes? lanes = null)
 {
     readonly bool finalNorm = method is DistillMethod.WecoKd or DistillMethod.KdScratch;
+    readonly Tensor[] trainable = [.. student.parameters().Where(p => p.requires_grad)];
 
     /// <summary>Teacher forward without autograd; targets are cloned out of inference mode so backward may save them.</summary>
     public TeacherTargets Teach(Tensor images)
@@ -43,20 +61,69 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
     }
 
     /// <summary>
-    /// One micro-batch: targets (from <paramref name="cache"/> when it holds all of <paramref name="indices"/>), loss,
-    /// backward scaled for gradient accumulation; returns the loss.
+    /// One micro-batch: targets (from <paramref name="cache"/> when it holds all of <paramref name="indices"/>), loss, and
+    /// the gradients, scaled for gradient accumulation and added to the trainable parameters' grads. With lanes the batch
+    /// is split into one contiguous shard per lane; the shards' gradients are summed in lane order, so a run repeats
+    /// exactly for a given lane count.
     /// </summary>
-    public double Step(Tensor images, int accumIter = 1, TeacherCache? cache = null, int[]? indices = null)
+    public StepResult Step(Tensor images, int accumIter = 1, TeacherCache? cache = null, int[]? indices = null)
     {
-        using var scope = NewDisposeScope();
-        var targets = cache?.TryGet(indices!);
-        if (targets is null)
+        long start = Stopwatch.GetTimestamp();
+        using var stepScope = NewDisposeScope();
+        int n = (int)images.shape[0];
+        int used = Math.Min(lanes?.Count ?? 1, n);
+        var cached = cache?.TryGet(indices!);
+        var results = new LaneResult[used];
+        void Lane(int lane)
         {
-            targets = Teach(images);
-            cache?.Put(indices!, targets);
+            if (lane >= used) return;
+            int from = (int)((long)n * lane / used), size = (int)((long)n * (lane + 1) / used) - from;
+            using var scope = NewDisposeScope();
+            long t0 = Stopwatch.GetTimestamp();
+            var shard = used == 1 ? images : images.narrow(0, from, size);
+            var targets = cached is null ? Teach(shard) : used == 1 ? cached : cached.Narrow(from, size);
+            long t1 = Stopwatch.GetTimestamp();
+            var loss = Loss(shard, targets);
+            long t2 = Stopwatch.GetTimestamp();
+            var grads = autograd.grad([loss * ((double)size / n) / accumIter], trainable, allow_unused: true);
+            results[lane] = new LaneResult(loss.item<float>(), size,
+                [.. grads.Select(g => g.IsInvalid ? null : g.DetachFromDisposeScope())],
+                cache is not null && cached is null ? targets.DetachFromDisposeScope() : null,
+                Ms(t0, t1), Ms(t1, t2));
         }
-        var loss = Loss(images, targets);
-        (loss / accumIter).backward();
-        return loss.item<float>();
+        if (used == 1) Lane(0);
+        else lanes!.Run(Lane);
+
+        for (int i = 0; i < trainable.Length; i++)
+            foreach (var r in results)
+            {
+                if (r.Grads[i] is not { } g) continue;
+                if (trainable[i].grad is { } sum) sum.add_(g);
+                else trainable[i].grad = g;
+                g.Dispose();
+            }
+        if (cache is not null && cached is null)
+        {
+            int from = 0;
+            foreach (var r in results)
+            {
+                using var targets = r.Targets!;
+                cache.Put(indices![from..(from + r.Size)], targets);
+                from += r.Size;
+            }
+        }
+        double total = Ms(start, Stopwatch.GetTimestamp());
+        double teacherMs = results.Average(r => r.TeacherMs), studentMs = results.Average(r => r.StudentMs);
+        return new StepResult(results.Sum(r => (double)r.Size / n * r.Loss), teacherMs, studentMs, total - teacherMs - studentMs);
     }
+
+    static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
+
+    sealed record LaneResult(double Loss, int Size, Tensor?[] Grads, TeacherTargets? Targets, double TeacherMs, double StudentMs);
 }
+
+/// <summary>
+/// A step's loss and where its time went: teacher forward and student forward (means over the lanes), and the rest
+/// (backward, the wait for the slowest lane, the sum of the lanes' gradients).
+/// </summary>
+public sealed record StepResult(double Loss, double TeacherMs, double StudentMs, double BackwardMs);

@@ -114,7 +114,7 @@ public sealed class Distiller
         string? checkpoint = null;
         if (resume && run.HoldsRun)
         {
-            run.CheckSameSettings(settingsJson, "workers", "teacher_cache");
+            run.CheckSameSettings(settingsJson, "workers", "teacher_cache", "lanes");
             if (File.Exists(run.SubsetPath) && !File.ReadAllLines(run.SubsetPath).SequenceEqual(items.Select(i => i.RelativePath)))
                 throw new DistillationException($"--resume: the images in {s.Data} differ from the run's {run.SubsetPath}; resume on the same data or start a new --out");
             checkpoint = run.LatestCheckpoint();
@@ -133,6 +133,7 @@ public sealed class Distiller
         var spec = AdapterSpec(s);
         var trainable = student.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         int stepsPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize / s.AccumIter);
+        int laneCount = TorchLanes.Resolve(s.Lanes, get_num_threads(), s.BatchSize);
         run.WriteText(run.ConfigPath, new JsonObject
         {
             ["settings"] = settingsJson,
@@ -144,6 +145,8 @@ public sealed class Distiller
             ["lr"] = s.AbsoluteLr,
             ["steps_per_epoch"] = stepsPerEpoch,
             ["trainable_params"] = trainable.Sum(p => p.parameter.numel()),
+            ["threads"] = get_num_threads(),
+            ["lanes"] = laneCount,
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
         bool trains = s.Method != DistillMethod.Weco && s.Epochs > 0;
@@ -151,7 +154,7 @@ public sealed class Distiller
         {
             using var optimizer = CreateOptimizer(trainable, s);
             if (checkpoint is not null) Restore(checkpoint, student, optimizer);
-            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, interrupt);
+            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, laneCount, interrupt);
             if (s.Precision == Precision.Bf16 && spec is not null) student = Rebuild(student); // save fp32 base weights, not bf16-rounded ones
         }
         ModelFiles.Save(student, run.StudentDir, spec, new Dictionary<string, string> { ["wecolora.method"] = JsonSerializer.Serialize(s.Method, DistillSettings.Json).Trim('"') });
@@ -199,11 +202,12 @@ public sealed class Distiller
     }
 
     void Train(VisionTransformer teacher, VisionTransformer student, List<(string name, Parameter parameter)> trainable, OptimizerHelper optimizer,
-        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, CancellationToken interrupt)
+        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, int laneCount, CancellationToken interrupt)
     {
         var preprocess = ModelPreprocess.For(teacher.Config);
         int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
-        var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep);
+        using var lanes = TorchLanes.Create(laneCount, get_num_threads());
+        var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep, lanes);
         teacher.eval();
         student.train();
         observer?.OnStart(s.Epochs, stepsPerEpoch, start.Epoch, items.Count);
@@ -236,7 +240,7 @@ public sealed class Distiller
                     double lr = LrSchedule.At(epoch + (double)batchIndex / batchesPerEpoch, s.AbsoluteLr, s.WarmupEpochs, s.Epochs, s.MinLr);
                     foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
                 }
-                double loss = objective.Step(batch.Images, s.AccumIter, cache, batch.Indices);
+                double loss = objective.Step(batch.Images, s.AccumIter, cache, batch.Indices).Loss;
                 if (!double.IsFinite(loss))
                     throw new DistillationException(
                         $"loss is {loss} at step {step + 1} (epoch {epoch}); batch files: {string.Join(", ", batch.Indices.Take(8).Select(i => items[i].RelativePath))}; " +

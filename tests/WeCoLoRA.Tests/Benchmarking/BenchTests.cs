@@ -55,7 +55,7 @@ public sealed class BenchCliTests
     [Fact]
     public void Json_output_has_the_peer_keys_and_ours()
     {
-        var (code, stdout, stderr) = CliRunner.Run("bench", "--model", "vit_tiny_patch16_224", "--batch", "1", "--steps", "1", "--warmup", "0",
+        var (code, stdout, stderr) = CliRunner.Run("bench", "--model", "vit_tiny_patch16_224", "--batch", "2", "--lanes", "2", "--steps", "1", "--warmup", "0",
             "--peak-size", "128", "--json");
         Assert.True(code == 0, stderr);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -63,7 +63,8 @@ public sealed class BenchCliTests
         var j = JsonNode.Parse(lines[0])!.AsObject();
         Assert.Equal("vit_tiny_patch16_224", j["model"]!.GetValue<string>());
         Assert.Equal("fp32", j["precision"]!.GetValue<string>());
-        Assert.Equal(1, j["batch"]!.GetValue<int>());
+        Assert.Equal(2, j["batch"]!.GetValue<int>());
+        Assert.Equal(2, j["lanes"]!.GetValue<int>());
         Assert.Equal(6, j["student_depth"]!.GetValue<int>());
         Assert.True(j["img_per_s"]!.GetValue<double>() > 0);
         Assert.True(j["step_ms"]!.GetValue<double>() > 0);
@@ -72,7 +73,7 @@ public sealed class BenchCliTests
             Assert.NotNull(j["phase_ms"]![phase]);
             Assert.NotNull(j["phase_share"]![phase]);
         }
-        var expected = FlopCounter.Count(VitPresets.Get("vit_tiny_patch16_224"), 6, new LoraSpec(LoraSpec.AllTargets, 64, 64), 1);
+        var expected = FlopCounter.Count(VitPresets.Get("vit_tiny_patch16_224"), 6, new LoraSpec(LoraSpec.AllTargets, 64, 64), 2);
         Assert.Equal(Math.Round(expected.Total / 1e9, 2), j["gflop_per_step"]!["total"]!.GetValue<double>());
         Assert.True(j["peak_gflop_per_s"]!["fp32"]!.GetValue<double>() > 0);
         Assert.True(j["peak_gflop_per_s"]!["bf16"]!.GetValue<double>() > 0);

@@ -59,6 +59,7 @@ public sealed class DistillExportCliTests
             (["--rank", "0"], "--rank 0"),
             (["--rank", "100"], "rank 100"),
             (["--keep", "2,1"], "--keep"),
+            (["--lanes", "-1"], "--lanes -1"),
         })
         {
             var (code, _, err) = CliRunner.Run(["distill", "--teacher", Fixture.Path("models", "timm_hub"), "--data", data, "--out", Path.Combine(Fixture.TempDir(), "r"), .. args]);
