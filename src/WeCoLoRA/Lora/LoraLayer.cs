@@ -14,7 +14,7 @@ namespace WeCoLoRA.Lora;
 /// The base layer's output may be split into equal parts (timm's fused qkv → q, k, v), each with its own
 /// A/B pair; parts without one are left unadapted.
 /// </summary>
-public sealed class LoraLinear : Module<Tensor, Tensor>
+public sealed class LoraLinear : Module<Tensor, Tensor>, IPartedLinear
 {
     public readonly Linear base_layer;
     public readonly Module lora_A;
@@ -70,42 +70,37 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
 
     public long PartSize => base_layer.weight!.shape[0] / Parts.Count;
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) =>
+        Merged ? base_layer.call(x) : Parts.Count == 1 ? ForwardParts(x)![0] : cat(ForwardParts(x)!, -1);
+
+    /// <summary>
+    /// Each part as base part + scaling · B (A x): y = x Wᵀ + b on the part's rows of W, then y += scaling · (A x) Bᵀ
+    /// in place. Compared with adding a separate delta, that writes each output twice instead of four times, and
+    /// bf16 adds are slow on CPU (5% of a step). The parts are computed on the 2-D view of x so that none is a view
+    /// itself (autograd copies the whole gradient for in-place ops on views).
+    /// </summary>
+    public Tensor[]? ForwardParts(Tensor x)
     {
-        var y = base_layer.call(x);
-        if (Merged) return y;
+        if (Merged) return null;
         using var scope = NewDisposeScope();
+        var x2 = x.reshape(-1, x.shape[^1]);
         // Adapter weights stay fp32 and are cast to the activations' dtype (bf16 runs), like autocast would.
         // One matmul with the stacked A's, then each part's B on its slice of the rank dimension.
         var stackedA = AdaptedParts.Count == 1 ? a[AdaptedParts[0]].weight! : cat(AdaptedParts.Select(p => a[p].weight!).ToArray(), 0);
-        var ax = functional.linear(x, stackedA.to(x.dtype));
-        Tensor delta;
-        if (Parts.Count == 1)
+        var ax = functional.linear(x2, stackedA.to(x.dtype));
+        var w = base_layer.weight!;
+        var bias = base_layer.bias;
+        long size = PartSize;
+        var outs = new Tensor[Parts.Count];
+        int k = 0;
+        for (int i = 0; i < Parts.Count; i++)
         {
-            delta = functional.linear(ax, b[Parts[0]].weight!.to(x.dtype));
+            var y = Parts.Count == 1 ? base_layer.call(x2) : functional.linear(x2, w.narrow(0, i * size, size), bias?.narrow(0, i * size, size));
+            if (AdaptedParts.Contains(Parts[i]))
+                y.addmm_(ax.narrow(1, k++ * Rank, Rank), b[Parts[i]].weight!.to(x.dtype).t(), beta: 1, alpha: (float)Scaling);
+            outs[i] = y.view([.. x.shape[..^1], size]).MoveToOuterDisposeScope();
         }
-        else
-        {
-            var outs = new List<Tensor>();
-            int k = 0;
-            foreach (var part in Parts)
-            {
-                if (AdaptedParts.Contains(part))
-                {
-                    outs.Add(functional.linear(ax.narrow(-1, k * Rank, Rank), b[part].weight!.to(x.dtype)));
-                    k++;
-                }
-                else
-                {
-                    var shape = x.shape.ToArray();
-                    shape[^1] = PartSize;
-                    outs.Add(zeros(shape, dtype: y.dtype, device: y.device));
-                }
-            }
-            delta = cat(outs.ToArray(), -1);
-        }
-        var result = Scaling == 1.0 ? y.add_(delta) : y.add_(delta, Scaling);
-        return result.MoveToOuterDisposeScope();
+        return outs;
     }
 
     /// <summary>scaling · B A for each part, stacked into the base weight's shape (zeros for unadapted parts).</summary>

@@ -51,6 +51,16 @@ public abstract class LinearHost : Module<Tensor, Tensor>
         new($"{GetType().Name} has no linear map '{name}'; it has {string.Join(", ", LinearNames)}");
 }
 
+/// <summary>
+/// A linear map whose output is made of equal parts (timm's fused qkv) and that can return them as separate tensors,
+/// sparing the concatenation when the consumer splits them again anyway.
+/// </summary>
+public interface IPartedLinear
+{
+    /// <summary>The output's parts, in order, each [..., out / parts]; null when the map computes them fused.</summary>
+    Tensor[]? ForwardParts(Tensor x);
+}
+
 public sealed class Attention : LinearHost
 {
     public Module<Tensor, Tensor> qkv;
@@ -94,8 +104,10 @@ public sealed class Attention : LinearHost
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        // [B, N, 3C] -> [3, B, heads, N, head_dim]
-        var parts = qkv.call(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
+        // [B, N, 3C] -> q, k, v of [B, heads, N, head_dim]
+        var parts = qkv is IPartedLinear parted && parted.ForwardParts(x) is { } qkvParts
+            ? qkvParts.Select(t => t.view(b, n, numHeads, c / numHeads).transpose(1, 2)).ToArray()
+            : qkv.call(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
         Tensor o;
         // libtorch's CPU scaled_dot_product_attention (flash kernel) runs at 40% of the explicit form's speed at ViT
         // sizes (ViT-S/16, batch 32, bf16: 15 vs 6 ms forward, 56 vs 25 ms with backward; docs/performance.md); on
