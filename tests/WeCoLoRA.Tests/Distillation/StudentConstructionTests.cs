@@ -63,7 +63,11 @@ public sealed class StudentConstructionTests
         {
             manual_seed(globalSeed);
             var student = Distiller.BuildStudent(teacher, settings with { Seed = seed });
-            return student.state_dict().Where(kv => kv.Key.Contains("lora_A") || method == DistillMethod.KdScratch).ToDictionary();
+            // Copies, taken while the student is alive: its finalizer disposes the parameters the state dict refers to.
+            var values = student.state_dict().Where(kv => kv.Key.Contains("lora_A") || method == DistillMethod.KdScratch)
+                .ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+            GC.KeepAlive(student);
+            return values;
         }
         var a = Random(1, 7);
         var b = Random(2, 7);
