@@ -60,8 +60,9 @@ public sealed class DistillerTests
     public void The_run_folder_records_settings_subset_metrics_and_the_last_two_checkpoints()
     {
         var run = Path.Combine(Fixture.TempDir(), "run");
-        new Distiller(Settings(Fixture.MakeTwoClassData(), run) with { Ratio = 0.5 }).Run();
+        new Distiller(Settings(Fixture.MakeTwoClassData(), run) with { Ratio = 0.5, Lanes = 3 }).Run();
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
+        Assert.Equal(3, config["lanes"]!.GetValue<int>());
         Assert.Equal("wecolora", config["settings"]!["method"]!.GetValue<string>());
         Assert.Equal(new[] { 0, 2 }, config["kept_blocks"]!.AsArray().Select(n => n!.GetValue<int>()));
         Assert.Equal(6, File.ReadAllLines(Path.Combine(run, "subset.txt")).Length);
