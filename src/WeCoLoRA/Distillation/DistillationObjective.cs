@@ -24,7 +24,6 @@ public sealed record TeacherTargets(Tensor Output, IReadOnlyList<Tensor>? Blocks
 /// <summary>
 /// The feature-distillation loss of a method (METHOD.md): L1 between teacher and student last-block tokens before the
 /// final norm (LoRA methods) or after it (WeCo+KD, KD from scratch), optionally averaged with block alignment terms.
-/// 
 /// </summary>
 /// <param name="lanes">Threads that each take a shard of every batch; null runs the batch whole on the calling thread.</param>
 public sealed class DistillationObjective(VisionTransformer teacher, VisionTransformer student, DistillMethod method, Alignment align, int[] keep,
@@ -34,7 +33,7 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
     readonly Tensor[] trainable = [.. student.parameters().Where(p => p.requires_grad)];
 
     /// <summary>Teacher forward without autograd; targets are cloned out of inference mode so backward may save them.</summary>
-    public TeacherTargets Teach(Tensor images)
+    TeacherTargets Teach(Tensor images)
     {
         var blocks = align == Alignment.Blocks ? new List<Tensor>() : null;
         Tensor output;
@@ -47,7 +46,7 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
     }
 
     /// <summary>Student forward and the fp32 loss scalar (student block i against teacher block keep[i+1] − 1).</summary>
-    public Tensor Loss(Tensor images, TeacherTargets targets)
+    Tensor Loss(Tensor images, TeacherTargets targets)
     {
         var studentBlocks = targets.Blocks is null ? null : new List<Tensor>();
         var tokens = student.ForwardTokens(images.to(student.pos_embed.dtype), studentBlocks);
@@ -86,7 +85,7 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
             var loss = Loss(shard, targets);
             long t2 = Stopwatch.GetTimestamp();
             var grads = autograd.grad([loss * ((double)size / n) / accumIter], trainable, allow_unused: true);
-            results[lane] = new LaneResult(loss.item<float>(), size,
+            results[lane] = new LaneResult(loss.item<float>(), from, size,
                 [.. grads.Select(g => g.IsInvalid ? null : g.DetachFromDisposeScope())],
                 cache is not null && cached is null ? targets.DetachFromDisposeScope() : null,
                 Ms(t0, t1), Ms(t1, t2));
@@ -104,12 +103,10 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
             }
         if (cache is not null && cached is null)
         {
-            int from = 0;
             foreach (var r in results)
             {
                 using var targets = r.Targets!;
-                cache.Put(indices![from..(from + r.Size)], targets);
-                from += r.Size;
+                cache.Put(indices![r.From..(r.From + r.Size)], targets);
             }
         }
         double total = Ms(start, Stopwatch.GetTimestamp());
@@ -119,7 +116,7 @@ public sealed class DistillationObjective(VisionTransformer teacher, VisionTrans
 
     static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
 
-    sealed record LaneResult(double Loss, int Size, Tensor?[] Grads, TeacherTargets? Targets, double TeacherMs, double StudentMs);
+    sealed record LaneResult(double Loss, int From, int Size, Tensor?[] Grads, TeacherTargets? Targets, double TeacherMs, double StudentMs);
 }
 
 /// <summary>

@@ -133,7 +133,7 @@ public sealed class Distiller
         var spec = AdapterSpec(s);
         var trainable = student.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         int stepsPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize / s.AccumIter);
-        int laneCount = TorchLanes.Resolve(s.Lanes, get_num_threads(), s.BatchSize);
+        int threads = get_num_threads(), laneCount = TorchLanes.Resolve(s.Lanes, threads, s.BatchSize);
         run.WriteText(run.ConfigPath, new JsonObject
         {
             ["settings"] = settingsJson,
@@ -145,7 +145,7 @@ public sealed class Distiller
             ["lr"] = s.AbsoluteLr,
             ["steps_per_epoch"] = stepsPerEpoch,
             ["trainable_params"] = trainable.Sum(p => p.parameter.numel()),
-            ["threads"] = get_num_threads(),
+            ["threads"] = threads,
             ["lanes"] = laneCount,
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
@@ -154,7 +154,7 @@ public sealed class Distiller
         {
             using var optimizer = CreateOptimizer(trainable, s);
             if (checkpoint is not null) Restore(checkpoint, student, optimizer);
-            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, laneCount, interrupt);
+            Train(teacher, student, trainable, optimizer, items, keep, start, stepsPerEpoch, (laneCount, threads), interrupt);
             if (s.Precision == Precision.Bf16 && spec is not null) student = Rebuild(student); // save fp32 base weights, not bf16-rounded ones
         }
         ModelFiles.Save(student, run.StudentDir, spec, new Dictionary<string, string> { ["wecolora.method"] = JsonSerializer.Serialize(s.Method, DistillSettings.Json).Trim('"') });
@@ -202,12 +202,12 @@ public sealed class Distiller
     }
 
     void Train(VisionTransformer teacher, VisionTransformer student, List<(string name, Parameter parameter)> trainable, OptimizerHelper optimizer,
-        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, int laneCount, CancellationToken interrupt)
+        IReadOnlyList<ImageItem> items, int[] keep, CheckpointState start, int stepsPerEpoch, (int Count, int Threads) lanes, CancellationToken interrupt)
     {
         var preprocess = ModelPreprocess.For(teacher.Config);
         int batchesPerEpoch = (int)Math.Ceiling((double)items.Count / s.BatchSize);
-        using var lanes = TorchLanes.Create(laneCount, get_num_threads());
-        var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep, lanes);
+        using var laneThreads = TorchLanes.Create(lanes.Count, lanes.Threads);
+        var objective = new DistillationObjective(teacher, student, s.Method, s.Align, keep, laneThreads);
         teacher.eval();
         student.train();
         observer?.OnStart(s.Epochs, stepsPerEpoch, start.Epoch, items.Count);

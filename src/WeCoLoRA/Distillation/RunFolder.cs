@@ -54,7 +54,7 @@ public sealed class RunFolder(string root, string modelDir = "student")
 
     /// <summary>
     /// Refuses a --resume whose settings differ from the stored run's, naming each "key (stored -> now)";
-    /// <paramref name="ignored"/> keys only change speed or reporting.
+    /// <paramref name="ignored"/> keys change speed or reporting, or (lanes) only the order of gradient sums.
     /// </summary>
     public void CheckSameSettings(JsonObject now, params string[] ignored)
     {

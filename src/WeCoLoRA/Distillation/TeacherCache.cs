@@ -68,7 +68,7 @@ public sealed class TeacherCache : IDisposable
         _ => throw new ArgumentException($"teacher cache: unsupported dtype {dtype}"),
     };
 
-    /// <summary>The targets of these images when all are cached (fp32, as <see cref="DistillationObjective.Teach"/> gives them), else null.</summary>
+    /// <summary>The targets of these images when all are cached (fp32, as the teacher forward of <see cref="DistillationObjective.Step"/> gives them), else null.</summary>
     public TeacherTargets? TryGet(int[] indices)
     {
         if (!indices.All(i => filled[i])) return null;
